@@ -1,0 +1,161 @@
+"""Write pyramidal whole-slide images that OpenSlide opens.
+
+Two layouts are written with tifffile (JPEG tiles, 256 px by default):
+
+* ``"svs"``: Aperio-like SVS with an ``Aperio Image Library`` description carrying
+  ``AppMag`` and ``MPP``, a stripped thumbnail page, the tiled pyramid, then the
+  ``label`` and ``macro`` associated images. OpenSlide reports vendor ``aperio``.
+* ``"tiff"``: generic tiled TIFF whose microns per pixel are carried by the TIFF
+  resolution tags. OpenSlide reports vendor ``generic-tiff``; it has no associated
+  images, so the label is written only in the SVS layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageDraw
+
+from lnmkit._io import atomic_path
+
+__all__ = ["write_slide", "downsample_rgb", "render_label"]
+
+
+def downsample_rgb(image, factor):
+    """Box-filter downsample of an RGB image by an integer factor.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, 3), dtype uint8
+        Image to reduce; trailing rows and columns that do not fill a whole box
+        are dropped.
+    factor : int
+        Reduction factor along each axis.
+
+    Returns
+    -------
+    ndarray of shape (H // factor, W // factor, 3), dtype uint8
+    """
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    boxes = image[: h * factor, : w * factor].reshape(h, factor, w, factor, 3)
+    return boxes.mean(axis=(1, 3), dtype=np.float32).round().astype(np.uint8)
+
+
+def render_label(text, size=(600, 300)):
+    """Render a slide label image (white card with black text).
+
+    Parameters
+    ----------
+    text : str
+        Text printed on the label; synthetic slides use a fake patient name so that
+        tests can prove that no output ever carries it.
+    size : tuple of int, default=(600, 300)
+        Width and height in pixels.
+
+    Returns
+    -------
+    ndarray of shape (height, width, 3), dtype uint8
+    """
+    card = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(card)
+    draw.rectangle([4, 4, size[0] - 5, size[1] - 5], outline="black", width=3)
+    draw.multiline_text((20, 20), text, fill="black", font_size=28)
+    return np.asarray(card)
+
+
+def write_slide(
+    path,
+    image,
+    mpp,
+    *,
+    layout: Literal["svs", "tiff"] = "svs",
+    label_text=None,
+    level_factor=None,
+    min_level_size=256,
+    tile_size=256,
+    quality=85,
+    workers=None,
+):
+    """Write an RGB image as a pyramidal whole-slide image.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file; written atomically.
+    image : ndarray of shape (H, W, 3), dtype uint8
+        Full-resolution (level 0) pixels.
+    mpp : float
+        Microns per pixel at level 0. ``AppMag`` is written as ``10 / mpp`` rounded
+        (0.25 -> 40x, 0.5 -> 20x).
+    layout : {"svs", "tiff"}, default="svs"
+        File layout, see the module docstring.
+    label_text : str, optional
+        Text of the label image (SVS layout only).
+    level_factor : int, optional
+        Downsample between consecutive pyramid levels; 4 for SVS and 2 for TIFF by
+        default, as the respective scanners write them.
+    min_level_size : int, default=256
+        No level is written whose longer side would be below this many pixels.
+    tile_size : int, default=256
+        Tile width and height in pixels (a multiple of 16).
+    quality : int, default=85
+        JPEG quality.
+    workers : int, optional
+        Threads used by tifffile to encode tiles.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3); got {image.shape} instead.")
+    if layout not in ("svs", "tiff"):
+        raise ValueError(f"layout must be 'svs' or 'tiff'; got {layout!r} instead.")
+    factor = level_factor or (4 if layout == "svs" else 2)
+    levels = [image]
+    while max(levels[-1].shape[:2]) // factor >= min_level_size:
+        levels.append(downsample_rgb(levels[-1], factor))
+    height, width = image.shape[:2]
+    magnification = int(round(10.0 / mpp))
+    tiled = dict(
+        tile=(tile_size, tile_size), compression="jpeg", compressionargs={"level": quality},
+        photometric="rgb", metadata=None, maxworkers=workers,
+    )
+    path = Path(path)
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
+        if layout == "svs":
+            description = (
+                f"Aperio Image Library v12.0.0\r\n{width}x{height} [0,0 {width}x{height}] "
+                f"({tile_size}x{tile_size}) JPEG/RGB Q={quality}|AppMag = {magnification}"
+                f"|MPP = {mpp:.6f}"
+            )
+            tif.write(levels[0], description=description, **tiled)
+            thumbnail = downsample_rgb(levels[-1], max(1, max(levels[-1].shape[:2]) // 256))
+            tif.write(thumbnail, description=f"Aperio Image Library v12.0.0\r\n{width}x{height} -> "
+                      f"{thumbnail.shape[1]}x{thumbnail.shape[0]}", photometric="rgb",
+                      compression="jpeg", metadata=None)
+            for level in levels[1:]:
+                tif.write(level, description=f"Aperio Image Library v12.0.0\r\n{width}x{height} -> "
+                          f"{level.shape[1]}x{level.shape[0]}", **tiled)
+            label = render_label(label_text or "")
+            tif.write(label, description=f"Aperio Image Library v12.0.0\r\nlabel {label.shape[1]}x"
+                      f"{label.shape[0]}", subfiletype=1, photometric="rgb", compression="lzw",
+                      metadata=None)
+            overview = Image.fromarray(thumbnail).resize((label.shape[0], label.shape[0]))
+            macro = np.concatenate([label, np.asarray(overview)], axis=1)
+            tif.write(macro, description=f"Aperio Image Library v12.0.0\r\nmacro {macro.shape[1]}x"
+                      f"{macro.shape[0]}", subfiletype=9, photometric="rgb", compression="jpeg",
+                      metadata=None)
+        else:
+            resolution = (1e4 / mpp, 1e4 / mpp)
+            for index, level in enumerate(levels):
+                scale = level.shape[1] / width
+                tif.write(level, subfiletype=0 if index == 0 else 1,
+                          resolution=(resolution[0] * scale, resolution[1] * scale),
+                          resolutionunit="CENTIMETER", **tiled)
+    return path
