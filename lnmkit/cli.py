@@ -36,6 +36,233 @@ def _main(
     """Lymph node metastasis and prognosis from slides, clinical and radiology tables."""
 
 
+@app.command()
+def synth(
+    out_dir: str = typer.Argument(..., help="Folder to write the cohort into."),
+    n_patients: int = typer.Option(60, "--n-patients", help="Number of patients."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> identical cohort)."),
+    slide_size: int = typer.Option(8192, "--slide-size", help="Level-0 width of 40x slides in pixels."),
+    no_slides: bool = typer.Option(False, "--no-slides", help="Write tables and truth only."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that holds a cohort."),
+):
+    """Write a synthetic cohort (tables, whole-slide images, planted truth)."""
+    from lnmkit.synth import load_truth, make_cohort
+
+    try:
+        root = make_cohort(out_dir, n_patients=n_patients, seed=seed, slide_size=slide_size,
+                           slides=not no_slides, overwrite=overwrite)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    truth = load_truth(root)
+    typer.echo(f"wrote {n_patients} patients and {len(truth['slides'])} slides to {root}")
+
+
+@app.command()
+def features(
+    cohort_dir: str = typer.Argument(..., help="Cohort folder with slides.csv."),
+    out: str = typer.Option(..., "--out", help="Parent folder of the run folder (resumable)."),
+    encoder: str = typer.Option("stain-texture", "--encoder",
+                                help="stain-texture | resnet50-trunc | uni | ... | timm:<name> | hf-hub:<repo>."),
+    mpp: float = typer.Option(0.5, "--mpp", help="Microns per pixel of the tiles (0.5 = 20x)."),
+    tile_size: int = typer.Option(224, "--tile-size", help="Tile side in pixels."),
+    min_tissue: float = typer.Option(0.5, "--min-tissue", help="Least tissue fraction of a kept tile."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Tiles read and encoded together."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file of the encoder."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device for neural encoders (cpu, cuda, auto)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Dask scheduler address, or 'local' for a local cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of a local cluster."),
+):
+    """Extract tile features of every slide into one HDF5 bag per slide (skips finished slides)."""
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.features import extract
+
+    encoder_kwargs = {k: v for k, v in (("weights", weights), ("device", device)) if v is not None}
+    client = cluster = None
+    try:
+        if scheduler is not None:
+            from dask.distributed import Client, LocalCluster
+
+            if scheduler == "local":
+                cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1,
+                                       dashboard_address=None)
+                client = Client(cluster)
+            else:
+                client = Client(scheduler)
+        result = extract(cohort_dir, out, encoder=encoder, mpp=mpp, tile_size=tile_size,
+                         min_tissue=min_tissue, batch_size=batch_size, client=client,
+                         n_workers=None if scheduler else workers, encoder_kwargs=encoder_kwargs)
+    except (LnmkitError, ValueError, TypeError, ImportError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    counts = result.manifest["status"].value_counts().to_dict()
+    typer.echo(f"{result.root}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+               + f"; {int(result.manifest['n_tiles'].sum())} tiles")
+    for slide_id, row in result.manifest[result.manifest["status"] == "failed"].iterrows():
+        typer.echo(f"failed {slide_id}: {row['error']}", err=True)
+    if counts.get("failed"):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def mil(
+    features_dir: str = typer.Argument(..., help="Folder written by `lnmkit features --out`."),
+    cohort: str = typer.Option(..., "--cohort", help="Cohort folder (clinical.csv, outcomes.csv, slides.csv)."),
+    out: str = typer.Option(..., "--out", help="Folder for scores, attention, metrics and models."),
+    arch: str = typer.Option("abmil", "--arch", help="abmil | gated-abmil | clam-sb | mean | max."),
+    n_splits: int = typer.Option(5, "--n-splits", help="Cross-fitting folds (split by patient)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
+    tasks: str = typer.Option("lnm,otc", "--tasks", help="Comma-separated heads: lnm, otc, survival."),
+    max_epochs: int = typer.Option(50, "--max-epochs", help="Maximum training epochs per fold."),
+):
+    """Cross-fit attention MIL: out-of-fold scores, per-tile attention, metrics, fold models."""
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.mil import run_mil
+
+    try:
+        run = run_mil(features_dir, cohort, out, arch=arch, n_splits=n_splits, seed=seed,
+                      tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                      estimator_params={"max_epochs": max_epochs})
+    except (LnmkitError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(repr(run))
+
+
+@app.command()
+def validate(
+    cohort_dir: str = typer.Argument(..., help="Cohort folder: clinical.csv and optionally outcomes.csv, "
+                                     "radiology_nodes.csv, slides.csv, radiology_images.csv."),
+):
+    """Check a cohort folder against lnmkit's data schemas and print every problem, one per line.
+
+    Exits 1 if any error is found, 0 otherwise (warnings alone do not fail).
+    """
+    import warnings
+
+    from lnmkit.cohort import Cohort
+    from lnmkit.exceptions import CohortValidationError, CohortValidationWarning, DataSchemaError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CohortValidationWarning)
+            cohort = Cohort.from_dir(cohort_dir)
+    except CohortValidationError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem))
+        errors = sum(p.is_error for p in exc.problems)
+        typer.echo(f"invalid: {errors} error(s), {len(exc.problems) - errors} warning(s) in {cohort_dir}")
+        raise typer.Exit(code=1)
+    except DataSchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    for problem in cohort.problems:
+        typer.echo(str(problem))
+    typer.echo(f"valid: {repr(cohort)[len('<Cohort: '):-1]}")
+
+
+@app.command()
+def radiology(
+    cohort_dir: str = typer.Argument(..., help="Cohort folder: clinical.csv, radiology_nodes.csv "
+                                     "(and radiology_images.csv for --images)."),
+    out: str = typer.Option(..., "--out", help="CSV file for the patient-level features (one row per patient)."),
+    cancer: str = typer.Option("gastric", "--cancer", help="Preset of size criterion and N category: gastric | general."),
+    images: bool = typer.Option(False, "--images", help="Add node radiomics from radiology_images.csv (rad_img_*)."),
+    modality: Optional[str] = typer.Option(None, "--modality",
+                                           help="With --images: use only images of this modality (CT, MRI, PET, PET-CT)."),
+    resample_mask: bool = typer.Option(False, "--resample-mask",
+                                       help="With --images: resample masks whose grid differs from their image's."),
+):
+    """Patient-level lymph-node features from the radiology node table (and node images)."""
+    import warnings
+
+    import pandas as pd
+
+    from lnmkit._io import atomic_path
+    from lnmkit.cohort import Cohort
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.radiology import NodeFeatures, NodeRadiomics
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cohort = Cohort.from_dir(cohort_dir)
+            table = NodeFeatures(cancer).fit_transform(cohort)
+            if images:
+                radiomics = NodeRadiomics(modality=modality, resample_mask=resample_mask).fit_transform(cohort)
+                table = table.join(radiomics)
+        with atomic_path(out) as tmp:
+            table.to_csv(tmp)
+    except (LnmkitError, ValueError, TypeError, ImportError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    with_nodes = int((table["rad_radiology_missing"] == 0).sum())
+    counts = table["rad_n_category"].value_counts(sort=False, dropna=False)
+    summary = ", ".join(f"{'no node rows' if pd.isna(k) else k}: {v}" for k, v in counts.items())
+    typer.echo(f"{len(table)} patients ({with_nodes} with node rows), {table.shape[1]} columns -> {out}")
+    typer.echo(f"N category: {summary}")
+    if images:
+        typer.echo(f"node images: {int((table['rad_img_missing'] == 0).sum())} patients, "
+                   f"{int(table['rad_img_n_nodes'].sum())} nodes measured")
+
+
+@app.command()
+def tissue(
+    slides: list[str] = typer.Argument(..., help="Slide files (SVS, TIFF, NDPI, MRXS, DICOM, ...)."),
+    out: str = typer.Option(..., "--out", help="Folder for <slide_id>.geojson and <slide_id>.png."),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="Level-0 µm/px for slides that declare none."),
+    exclude_pen: bool = typer.Option(True, "--exclude-pen/--keep-pen", help="Exclude marker ink."),
+):
+    """Segment the tissue of slides: QuPath-compatible GeoJSON outlines plus a QC PNG per slide.
+
+    Exits 1 if any slide fails (the others are still processed).
+    """
+    from pathlib import Path
+
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.slides import open_slide, segment_tissue
+
+    failed = 0
+    for path in slides:
+        try:
+            with open_slide(path, mpp=mpp) as slide:
+                mask = segment_tissue(slide, exclude_pen=exclude_pen)
+                geojson = Path(out) / f"{slide.slide_id}.geojson"
+                mask.to_geojson(geojson)
+                mask.save_qc(Path(out) / f"{slide.slide_id}.png")
+                typer.echo(f"{slide.slide_id}: {len(mask.polygons)} piece(s), {mask.area_mm2:.2f} mm², "
+                           f"{slide.mpp:.4g} µm/px ({slide.mpp_source}) -> {geojson}")
+        except (LnmkitError, ValueError, OSError) as exc:
+            failed += 1
+            typer.echo(f"error: {exc}", err=True)
+    if failed:
+        typer.echo(f"{failed} of {len(slides)} slide(s) failed", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("lnmkit-demo", "--out", help="Folder for every output of the demo."),
+    n_patients: int = typer.Option(40, "--n-patients", help="Patients in the synthetic cohort."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cohort and of training."),
+    slide_size: int = typer.Option(4096, "--slide-size", help="Level-0 width of the 40x synthetic slides."),
+):
+    """Run every stage on a built-in synthetic cohort: synth, validate, features, MIL, radiology."""
+    from lnmkit._demo import run_demo
+
+    result = run_demo(out, n_patients=n_patients, seed=seed, slide_size=slide_size)
+    for line in result.summary_lines():
+        typer.echo(line)
+
+
 def main():
     """Entry point of the ``lnmkit`` console script."""
     app()

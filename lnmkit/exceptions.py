@@ -10,10 +10,19 @@ from __future__ import annotations
 __all__ = [
     "LnmkitError",
     "CohortValidationError",
+    "CohortValidationWarning",
+    "DataSchemaError",
     "SlideError",
     "MissingMppError",
     "MissingWeightsError",
+    "IncompatibleWeightsError",
+    "FeatureBagError",
+    "ExtractionError",
     "NotFittedError",
+    "NodeTableError",
+    "RadiologyImageError",
+    "ImageGeometryError",
+    "RadiologyWarning",
 ]
 
 
@@ -32,9 +41,23 @@ class CohortValidationError(LnmkitError, ValueError):
 
     def __init__(self, problems):
         self.problems = list(problems)
+        shown = self.problems[:50]
         lines = [f"{len(self.problems)} problem(s) found in the cohort:"]
-        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  - {p}" for p in shown]
+        if len(self.problems) > len(shown):
+            lines.append(f"  ... and {len(self.problems) - len(shown)} more (all in .problems)")
         super().__init__("\n".join(lines))
+
+
+class CohortValidationWarning(UserWarning):
+    """A cohort loaded, but validation found warnings (listed in ``Cohort.problems``)."""
+
+
+class DataSchemaError(LnmkitError, ValueError):
+    """A file in ``data_schemas/`` is not a valid lnmkit table schema.
+
+    The message names the schema file, the keyword path and what is wrong.
+    """
 
 
 class SlideError(LnmkitError, ValueError):
@@ -62,5 +85,78 @@ class MissingWeightsError(LnmkitError, FileNotFoundError):
     """Pretrained weights for a tile encoder are not available locally."""
 
 
+class IncompatibleWeightsError(LnmkitError, ValueError):
+    """A weights file was found but does not fit the encoder's architecture.
+
+    The message names the file, the missing and unexpected parameter names (or
+    shapes that differ) and which checkpoint the encoder expects.
+    """
+
+
+class FeatureBagError(LnmkitError, ValueError):
+    """A feature bag (HDF5) or feature run folder is missing, malformed or inconsistent."""
+
+
+class ExtractionError(LnmkitError, RuntimeError):
+    """Feature extraction produced no usable slide; the manifest holds each slide's error."""
+
+
 class NotFittedError(LnmkitError, ValueError, AttributeError):
     """An estimator was used before ``fit`` was called."""
+
+
+class NodeTableError(LnmkitError, ValueError):
+    """A radiology node table (``radiology_nodes.csv``) has invalid rows or columns.
+
+    Parameters
+    ----------
+    problems : list of str
+        Every problem found (file, row, column, value and what to do), not only the first.
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        shown = self.problems[:25]
+        lines = [f"{len(self.problems)} problem(s) in the radiology node table:"]
+        lines += [f"  - {p}" for p in shown]
+        if len(self.problems) > len(shown):
+            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+class RadiologyImageError(LnmkitError, ValueError):
+    """A radiology volume or node mask cannot be read or used.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The offending file.
+    reason : str
+        What went wrong and what to do about it.
+    """
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ImageGeometryError(RadiologyImageError):
+    """An image and its node mask do not share the same voxel grid.
+
+    Parameters
+    ----------
+    image_path, mask_path : str or path-like
+        The two files.
+    reason : str
+        Which geometry attributes differ, with both values.
+    """
+
+    def __init__(self, image_path, mask_path, reason):
+        self.image_path = str(image_path)
+        self.mask_path = str(mask_path)
+        super().__init__(mask_path, f"geometry differs from image {self.image_path}: {reason}")
+
+
+class RadiologyWarning(UserWarning):
+    """Radiology input was usable but something in it was dropped or looks wrong."""

@@ -1,0 +1,237 @@
+"""Benchmark: lnmkit's batched MIL training vs a batch-size-1 loop vs torchmil's ABMIL.
+
+All three train an attention MIL model of the same size (tile projection to
+``--hidden`` units, tanh attention, linear head) for the same number of epochs
+on the same bags, with the same ``max_tiles`` subsampling, and are scored out
+of fold on the same patient folds:
+
+* ``lnmkit``: ``MILClassifier(arch="abmil")``: length-bucketed padded batches of
+  ``--batch-size`` bags with masks, AdamW at ``--lr-batched``.
+* ``bs1-loop``: the same lnmkit network trained one bag per optimiser step (the
+  CLAM/TRIDENT recipe), AdamW at ``--lr-bs1`` (CLAM's 2e-4).
+* ``torchmil``: ``torchmil.models.ABMIL`` with the same projection as feature
+  extractor, trained on randomly composed padded batches of the same size
+  (torchmil's padding collate, no length bucketing) at ``--lr-batched``.
+
+Each contender runs in its own child process, so ``ru_maxrss`` is that
+contender's peak resident memory. Bags: synthetic, ``--patients`` patients with
+``--min-tiles``..``--max-tiles`` tiles of ``--dim`` features; in pN+ patients a
+few percent of tiles are shifted along a fixed direction (planted positive
+instances). Run: ``python benchmarks/bench_mil.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_bags(n_patients, min_tiles, max_tiles, dim, seed, witness=0.03, shift=0.8):
+    """Synthetic bags with planted positive instances; returns (features list, labels)."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=dim)
+    direction /= np.linalg.norm(direction)
+    labels = (np.arange(n_patients) % 2).astype(int)
+    rng.shuffle(labels)
+    bags = []
+    for y in labels:
+        n = int(rng.integers(min_tiles, max_tiles + 1))
+        x = rng.normal(size=(n, dim)).astype(np.float32)
+        if y:
+            hot = rng.choice(n, max(3, int(witness * n)), replace=False)
+            x[hot] += (shift * np.sqrt(dim) * direction).astype(np.float32)
+        bags.append(x)
+    return bags, labels
+
+
+def _folds(labels, n_splits, seed):
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(labels, labels))
+
+
+def _subsample(x, max_tiles, rng):
+    if x.shape[0] <= max_tiles:
+        return x
+    return x[np.sort(rng.choice(x.shape[0], max_tiles, replace=False))]
+
+
+def _train_lnmkit(bags, labels, train, test, a):
+    import pandas as pd
+
+    from lnmkit.mil import MILClassifier
+
+    pids = [f"P{i:04d}" for i in range(len(bags))]
+    y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
+    clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, lr=a.lr_batched, batch_size=a.batch_size,
+                        max_epochs=a.epochs, val_fraction=0.0, max_tiles=a.max_tiles_train, random_state=a.seed)
+    t0 = time.perf_counter()
+    clf.fit({pids[i]: bags[i] for i in train}, y)
+    seconds = time.perf_counter() - t0
+    scores = clf.predict({pids[i]: bags[i] for i in test})["lnm_score"].to_numpy()
+    return seconds, scores
+
+
+def _standardiser(bags, train):
+    allx = np.concatenate([bags[i] for i in train]).astype(np.float64)
+    mean, std = allx.mean(0), allx.std(0)
+    std[std < 1e-6] = 1.0
+    return (lambda x: ((x - mean) / std).astype(np.float32))
+
+
+def _train_bs1(bags, labels, train, test, a):
+    import torch
+
+    from lnmkit.mil import build_model
+    from lnmkit.mil._models import _init_seeded
+
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    scale = _standardiser(bags, train)
+    model = _init_seeded(build_model("abmil", bags[0].shape[1], a.hidden, 0.25, ("lnm",)), a.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr_bs1, weight_decay=1e-4)
+    pos = labels[train].mean()
+    w = {1: 0.5 / pos, 0: 0.5 / (1 - pos)}
+    t0 = time.perf_counter()
+    for _ in range(a.epochs):
+        model.train()
+        for i in rng.permutation(train):
+            x = torch.from_numpy(scale(_subsample(bags[i], a.max_tiles_train, rng)))[None]
+            out = model(x, None)
+            loss, _ = model.compute_loss(out, {"lnm": torch.tensor([float(labels[i])]),
+                                               "lnm_weight": torch.tensor([w[int(labels[i])]])})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        scores = np.array([float(torch.sigmoid(model(torch.from_numpy(scale(bags[i]))[None], None)["logits"]["lnm"][0]))
+                           for i in test])
+    return seconds, scores
+
+
+def _train_torchmil(bags, labels, train, test, a):
+    import torch
+    from torchmil.models import ABMIL
+
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    scale = _standardiser(bags, train)
+    dim = bags[0].shape[1]
+    feat_ext = torch.nn.Sequential(torch.nn.Linear(dim, a.hidden), torch.nn.ReLU(), torch.nn.Dropout(0.25))
+    model = ABMIL(in_shape=(dim,), att_dim=a.hidden, feat_ext=feat_ext)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr_batched, weight_decay=1e-4)
+    pos = labels[train].mean()
+    pos_weight = torch.tensor((1 - pos) / pos)
+    crit = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def pad(arrays):
+        n = max(x.shape[0] for x in arrays)
+        xb = torch.zeros(len(arrays), n, dim)
+        mb = torch.zeros(len(arrays), n)
+        for j, x in enumerate(arrays):
+            xb[j, : x.shape[0]] = torch.from_numpy(x)
+            mb[j, : x.shape[0]] = 1
+        return xb, mb
+
+    t0 = time.perf_counter()
+    for _ in range(a.epochs):
+        model.train()
+        order = rng.permutation(train)
+        for s in range(0, len(order), a.batch_size):
+            ids = order[s : s + a.batch_size]
+            xb, mb = pad([scale(_subsample(bags[i], a.max_tiles_train, rng)) for i in ids])
+            logits = model(xb, mb)
+            loss = crit(logits, torch.tensor(labels[ids], dtype=torch.float32))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        scores = np.array([float(model(torch.from_numpy(scale(bags[i]))[None])[0]) for i in test])
+    return seconds, scores
+
+
+CONTENDERS = {"lnmkit": _train_lnmkit, "bs1-loop": _train_bs1, "torchmil": _train_torchmil}
+
+
+def _child(name, data_path, a, queue):
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    torch.set_num_threads(a.threads)
+    data = np.load(data_path, allow_pickle=False)
+    labels = data["labels"]
+    bags = [data[f"bag_{i}"] for i in range(len(labels))]
+    oof = np.full(len(labels), np.nan)
+    seconds = 0.0
+    for train, test in _folds(labels, a.n_splits, a.seed):
+        sec, scores = CONTENDERS[name](bags, labels, train, test, a)
+        seconds += sec
+        oof[test] = scores
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    queue.put({"name": name, "seconds": seconds, "epochs": a.epochs * a.n_splits,
+               "auc": roc_auc_score(labels, oof), "rss_mb": rss_mb})
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--patients", type=int, default=200)
+    p.add_argument("--min-tiles", type=int, default=500)
+    p.add_argument("--max-tiles", type=int, default=3000)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--n-splits", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr-batched", type=float, default=1e-3)
+    p.add_argument("--lr-bs1", type=float, default=2e-4)
+    p.add_argument("--max-tiles-train", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
+    a = p.parse_args(argv)
+
+    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, a.dim, a.seed)
+    n_tiles = sum(b.shape[0] for b in bags)
+    print(f"{a.patients} patients, {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag), dim {a.dim}; "
+          f"{a.epochs} epochs x {a.n_splits} folds; {a.threads} torch threads")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "bags.npz"
+        np.savez(data_path, labels=labels, **{f"bag_{i}": b for i, b in enumerate(bags)})
+        del bags
+        ctx = mp.get_context("spawn")
+        for name in a.only:
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_child, args=(name, str(data_path), a, queue))
+            proc.start()
+            results[name] = queue.get()
+            proc.join()
+            r = results[name]
+            print(f"  {name:9s} done: {r['seconds']:.1f} s, AUC {r['auc']:.3f}", flush=True)
+
+    base = results.get("bs1-loop")
+    print()
+    print(f"{'method':10s} {'epochs/s':>9s} {'x bs1':>7s} {'OOF AUC':>8s} {'dAUC':>7s} {'peak RSS MB':>12s} {'x bs1':>7s}")
+    for name, r in results.items():
+        eps = r["epochs"] / r["seconds"]
+        if base:
+            speed = eps / (base["epochs"] / base["seconds"])
+            d_auc, mem = r["auc"] - base["auc"], r["rss_mb"] / base["rss_mb"]
+            print(f"{name:10s} {eps:9.3f} {speed:7.2f} {r['auc']:8.3f} {d_auc:+7.3f} {r['rss_mb']:12.0f} {mem:7.2f}")
+        else:
+            print(f"{name:10s} {eps:9.3f} {'':>7s} {r['auc']:8.3f} {'':>7s} {r['rss_mb']:12.0f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

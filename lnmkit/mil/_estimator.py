@@ -1,0 +1,494 @@
+"""``MILClassifier``: batched, seeded training of an attention MIL network."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from lnmkit.exceptions import NotFittedError
+from lnmkit.mil._data import as_patient_bags, collate_bags, length_bucketed_batches
+from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
+from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
+
+__all__ = ["MILClassifier", "percentile_rank"]
+
+# Bags are grouped for inference until the padded batch holds this many tiles.
+_EVAL_TILE_BUDGET = 65536
+
+
+def percentile_rank(values):
+    """Percentile rank in (0, 100) of each value among ``values`` (ties averaged)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return values
+    return 100.0 * (rankdata(values, method="average") - 0.5) / values.size
+
+
+def _check(name, value, kind, low=None, high=None, low_open=False):
+    if kind is int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise TypeError(f"MILClassifier: {name} must be an int; got {value!r}.")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(f"MILClassifier: {name} must be a number; got {value!r}.")
+    if low is not None and (value < low or (low_open and value == low)):
+        op = ">" if low_open else ">="
+        raise ValueError(f"MILClassifier: {name} must be {op} {low}; got {value!r}.")
+    if high is not None and value > high:
+        raise ValueError(f"MILClassifier: {name} must be <= {high}; got {value!r}.")
+
+
+class MILClassifier(BaseEstimator):
+    """Attention MIL on patient bags of tile features, scikit-learn style.
+
+    One bag per patient (all tiles of the patient's slides). Training uses
+    mini-batches of whole bags (randomly subsampled to ``max_tiles`` per epoch
+    when larger) padded with a mask, length-bucketed to limit padding, AdamW,
+    class-balanced losses and early stopping on a stratified inner validation
+    split of patients. Tile features are standardised with a mean and standard
+    deviation fitted on the training bags and stored in the model.
+
+    Parameters
+    ----------
+    arch : {"abmil", "gated-abmil", "clam-sb", "mean", "max"}, default="abmil"
+    tasks : tuple of {"lnm", "otc", "survival"}, default=("lnm", "otc")
+        ``lnm``: pN+ vs pN0. ``otc``: occult tumour cells, trained on pN0 patients
+        with a known ``otc`` only. ``survival``: Cox partial likelihood over each
+        batch (Breslow ties) on ``<survival_endpoint>_months/_event``.
+    hidden : int, default=128
+        Width of the tile projection and of the bag embedding (``emb_*`` columns).
+    dropout : float, default=0.25
+    lr : float, default=2e-4
+    weight_decay : float, default=1e-4
+    batch_size : int, default=16
+        Bags per optimiser step.
+    max_epochs : int, default=50
+    patience : int, default=8
+        Epochs without improvement of the validation loss before stopping. The
+        monitored loss is the LNM loss when ``"lnm"`` is a task, else the total.
+    max_tiles : int, default=4096
+        Bags with more tiles are randomly subsampled to this many, anew each epoch.
+    val_fraction : float, default=0.2
+        Share of patients held out (stratified by pN status) for early stopping;
+        0 trains for ``max_epochs`` without early stopping.
+    class_weight : {"balanced", None}, default="balanced"
+        Weight classes of each binary task inversely to their frequency.
+    random_state : int, default=0
+        Seeds initialisation, dropout, sampling and the validation split; the same
+        seed gives identical predictions on CPU.
+    device : str, default="cpu"
+    survival_endpoint : {"os", "rfs"}, default="os"
+    k_instances : int, default=8
+        CLAM-SB only: top/bottom tiles per bag for the instance loss.
+    instance_loss : {"svm", "ce"}, default="svm"
+        CLAM-SB only.
+    bag_weight : float, default=0.7
+        CLAM-SB only: weight of the bag loss (instance loss gets the rest).
+    verbose : bool, default=False
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    model_ : lnmkit.mil.MILModel
+    feature_mean_, feature_std_ : ndarray of shape (n_features,)
+    n_features_in_ : int
+    history_ : pandas.DataFrame
+        Per-epoch training and validation losses.
+    best_epoch_ : int
+    train_patients_, val_patients_ : list of str
+
+    Examples
+    --------
+    >>> clf = MILClassifier(max_epochs=5).fit(bags, outcomes)  # doctest: +SKIP
+    >>> clf.predict(bags)[["lnm_score", "otc_score"]]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        arch="abmil",
+        tasks=("lnm", "otc"),
+        *,
+        hidden=128,
+        dropout=0.25,
+        lr=2e-4,
+        weight_decay=1e-4,
+        batch_size=16,
+        max_epochs=50,
+        patience=8,
+        max_tiles=4096,
+        val_fraction=0.2,
+        class_weight="balanced",
+        random_state=0,
+        device="cpu",
+        survival_endpoint="os",
+        k_instances=8,
+        instance_loss="svm",
+        bag_weight=0.7,
+        verbose=False,
+    ):
+        self.arch = arch
+        self.tasks = tasks
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.max_tiles = max_tiles
+        self.val_fraction = val_fraction
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.device = device
+        self.survival_endpoint = survival_endpoint
+        self.k_instances = k_instances
+        self.instance_loss = instance_loss
+        self.bag_weight = bag_weight
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _validate_params(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(
+                f"MILClassifier: arch must be one of {sorted(ARCHITECTURES)}; got {self.arch!r}."
+            )
+        tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)
+        if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+            raise ValueError(f"MILClassifier: tasks must be distinct names from {TASKS}; got {self.tasks!r}.")
+        if self.arch == "clam-sb" and "lnm" not in tasks:
+            raise ValueError("MILClassifier: arch='clam-sb' needs the 'lnm' task for its instance loss.")
+        _check("hidden", self.hidden, int, 1)
+        _check("dropout", self.dropout, float, 0.0, 0.99)
+        _check("lr", self.lr, float, 0.0, low_open=True)
+        _check("weight_decay", self.weight_decay, float, 0.0)
+        _check("batch_size", self.batch_size, int, 2)
+        _check("max_epochs", self.max_epochs, int, 1)
+        _check("patience", self.patience, int, 1)
+        _check("max_tiles", self.max_tiles, int, 2)
+        _check("val_fraction", self.val_fraction, float, 0.0, 0.9)
+        _check("random_state", self.random_state, int, 0)
+        _check("k_instances", self.k_instances, int, 1)
+        _check("bag_weight", self.bag_weight, float, 0.0, 1.0)
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(
+                f"MILClassifier: class_weight must be 'balanced' or None; got {self.class_weight!r}."
+            )
+        if self.survival_endpoint not in ("os", "rfs"):
+            raise ValueError(
+                f"MILClassifier: survival_endpoint must be 'os' or 'rfs'; got {self.survival_endpoint!r}."
+            )
+        return tasks
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit(bags, y) first "
+                "or load a saved model with MILClassifier.load(dir)."
+            )
+
+    # --------------------------------------------------------------- training
+    def fit(self, bags, y):
+        """Train on patient bags.
+
+        Parameters
+        ----------
+        bags : dict or list
+            dict ``patient_id -> (n_tiles, n_features) array | PatientBag``, or a list
+            aligned with ``y.index``.
+        y : pandas.DataFrame
+            Indexed by patient_id: ``pn_status`` (pN0/pN+), ``otc`` (0/1/empty) and
+            for survival ``os_months``/``os_event``. Extra rows are ignored.
+
+        Returns
+        -------
+        self : MILClassifier
+        """
+        tasks = self._validate_params()
+        bags = as_patient_bags(bags, index=list(y.index) if isinstance(bags, (list, tuple)) else None,
+                               where="MILClassifier.fit")
+        pids = list(bags)
+        if len(pids) < 2:
+            raise ValueError(f"MILClassifier.fit: needs at least 2 patients; got {len(pids)}.")
+        targets = encode_targets(y, pids, tasks, self.survival_endpoint)
+        lnm = targets["lnm"]
+        if "lnm" in tasks and len(np.unique(lnm[~np.isnan(lnm)])) < 2:
+            raise ValueError(
+                "MILClassifier.fit: pn_status must contain both pN0 and pN+ patients among the "
+                f"{len(pids)} training bags."
+            )
+        self.tasks_ = tasks
+        feats = [bags[p].features for p in pids]
+        self.n_features_in_ = int(feats[0].shape[1])
+        total = np.zeros(self.n_features_in_)
+        total_sq = np.zeros(self.n_features_in_)
+        count = 0
+        for f in feats:
+            f64 = f.astype(np.float64)
+            total += f64.sum(0)
+            total_sq += (f64**2).sum(0)
+            count += f.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        std[std < 1e-6] = 1.0  # constant features carry no signal; avoid dividing by ~0
+        self.feature_mean_ = mean.astype(np.float32)
+        self.feature_std_ = std.astype(np.float32)
+        scaled = [self._scale(f) for f in feats]
+
+        rng = np.random.default_rng(self.random_state)
+        train_idx, val_idx = self._inner_split(lnm, rng)
+        self.train_patients_ = [pids[i] for i in train_idx]
+        self.val_patients_ = [pids[i] for i in val_idx]
+        weights = self._class_weights(targets, train_idx, tasks)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            model = self._build(self.n_features_in_, tasks)
+            self._train(model, scaled, targets, weights, train_idx, val_idx, rng)
+        return self
+
+    def _build(self, in_dim, tasks):
+        extra = {}
+        if self.arch == "clam-sb":
+            extra = dict(k_instances=self.k_instances, instance_loss=self.instance_loss,
+                         bag_weight=self.bag_weight)
+        model = build_model(self.arch, in_dim, self.hidden, self.dropout, tasks, **extra)
+        return _init_seeded(model, self.random_state).to(self.device)
+
+    def _scale(self, features):
+        return ((features - self.feature_mean_) / self.feature_std_).astype(np.float32)
+
+    def _inner_split(self, lnm, rng):
+        n = len(lnm)
+        idx = np.arange(n)
+        if self.val_fraction == 0:
+            return idx, idx[:0]
+        strata = np.where(np.isnan(lnm), -1, lnm).astype(int)
+        n_val = int(round(self.val_fraction * n))
+        counts = np.bincount(strata + 1)
+        # A stratified split needs >= 2 patients per class and >= 1 per class on each side.
+        if n_val < 2 or n - n_val < 2 or counts[counts > 0].min() < 2 or n_val < (counts > 0).sum():
+            return idx, idx[:0]
+        sss = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=int(rng.integers(2**31)))
+        tr, va = next(sss.split(idx, strata))
+        return np.sort(tr), np.sort(va)
+
+    def _class_weights(self, targets, train_idx, tasks):
+        n = len(targets["lnm"])
+        out = {}
+        for task in ("lnm", "otc"):
+            if task not in tasks:
+                continue
+            w = np.ones(n)
+            if self.class_weight == "balanced":
+                lab = targets[task]
+                eligible = ~np.isnan(lab)
+                if task == "otc":
+                    eligible &= targets["lnm"] == 0
+                tr = np.zeros(n, bool)
+                tr[train_idx] = True
+                sel = eligible & tr
+                n_pos, n_neg = (lab[sel] == 1).sum(), (lab[sel] == 0).sum()
+                if n_pos and n_neg:
+                    w_pos, w_neg = sel.sum() / (2.0 * n_pos), sel.sum() / (2.0 * n_neg)
+                    w = np.where(lab == 1, w_pos, w_neg)
+            out[f"{task}_weight"] = w
+        return out
+
+    def _batch_targets(self, targets, weights, idx):
+        out = {k: torch.as_tensor(v[idx], dtype=torch.float32, device=self.device)
+               for k, v in {**targets, **weights}.items()}
+        return out
+
+    def _train(self, model, scaled, targets, weights, train_idx, val_idx, rng):
+        from tqdm.auto import tqdm
+
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        lengths = np.array([min(s.shape[0], self.max_tiles) for s in scaled])
+        history = []
+        best = (np.inf, -1, None)
+        bad_epochs = 0
+        epochs = tqdm(range(self.max_epochs), desc=f"{self.arch}", disable=not self.verbose, leave=False)
+        for epoch in epochs:
+            model.train()
+            losses, n_seen = [], 0
+            for batch in length_bucketed_batches(lengths[train_idx], self.batch_size, rng):
+                ids = train_idx[batch]
+                arrays = []
+                for i in ids:
+                    s = scaled[i]
+                    if s.shape[0] > self.max_tiles:
+                        s = s[np.sort(rng.choice(s.shape[0], self.max_tiles, replace=False))]
+                    arrays.append(s)
+                x, mask = collate_bags(arrays)
+                out = model(x.to(self.device), mask.to(self.device))
+                loss, _ = model.compute_loss(out, self._batch_targets(targets, weights, ids))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()) * len(ids))
+                n_seen += len(ids)
+            row = {"epoch": epoch, "train_loss": sum(losses) / max(n_seen, 1)}
+            if len(val_idx):
+                val_loss = self._val_loss(model, scaled, targets, weights, val_idx)
+                row["val_loss"] = val_loss
+                if val_loss < best[0] - 1e-6:
+                    best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+            history.append(row)
+            if len(val_idx) and bad_epochs >= self.patience:
+                break
+        if best[2] is not None:
+            model.load_state_dict(best[2])
+            self.best_epoch_ = int(best[1])
+        else:
+            self.best_epoch_ = int(history[-1]["epoch"])
+        model.eval()
+        self.model_ = model
+        self.history_ = pd.DataFrame(history).set_index("epoch")
+
+    def _val_loss(self, model, scaled, targets, weights, val_idx):
+        outs = self._forward_many(model, [scaled[i] for i in val_idx])
+        logits = {t: torch.as_tensor(np.array([o["logits"][t] for o in outs])) for t in model.tasks}
+        model.eval()
+        with torch.no_grad():
+            loss, parts = model.compute_loss({"logits": logits}, self._batch_targets(targets, weights, val_idx))
+        # LNM is the primary endpoint; secondary heads (often few labels) would add noise.
+        return float(parts["lnm"]) if "lnm" in parts else float(loss)
+
+    # -------------------------------------------------------------- inference
+    def _forward_many(self, model, arrays, with_tiles=False):
+        """Run ``model`` in eval mode on full bags; one dict of numpy results per bag."""
+        model.eval()
+        order = np.argsort([a.shape[0] for a in arrays], kind="stable")
+        results = [None] * len(arrays)
+        start = 0
+        with torch.no_grad():
+            while start < len(order):
+                stop = start + 1
+                while stop < len(order) and arrays[order[stop]].shape[0] * (stop - start + 1) <= _EVAL_TILE_BUDGET:
+                    stop += 1
+                ids = order[start:stop]
+                x, mask = collate_bags([arrays[i] for i in ids])
+                out = model(x.to(self.device), mask.to(self.device))
+                for j, i in enumerate(ids):
+                    n = arrays[i].shape[0]
+                    res = {
+                        "logits": {t: float(v[j]) for t, v in out["logits"].items()},
+                        "embedding": out["embedding"][j].cpu().numpy(),
+                    }
+                    if with_tiles:
+                        res["attention"] = out["attention"][j, :n].cpu().numpy()
+                        res["contribution"] = {t: v[j, :n].cpu().numpy() for t, v in out["contribution"].items()}
+                    results[i] = res
+                start = stop
+        return results
+
+    def _infer(self, bags, with_tiles):
+        self._check_fitted()
+        bags = as_patient_bags(bags, where=f"{type(self).__name__}.predict")
+        for pid, b in bags.items():
+            if b.features.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"{type(self).__name__}.predict: patient {pid!r} has {b.features.shape[1]} features "
+                    f"per tile; the model was fitted on {self.n_features_in_}. Use bags from the same encoder."
+                )
+        pids = list(bags)
+        outs = self._forward_many(self.model_, [self._scale(bags[p].features) for p in pids], with_tiles)
+        return bags, pids, outs
+
+    def _scores_frame(self, pids, outs):
+        data = {}
+        for t in self.tasks_:
+            lg = np.array([o["logits"][t] for o in outs])
+            data[SCORE_COLUMNS[t]] = lg if t == "survival" else 1.0 / (1.0 + np.exp(-lg))
+        emb = np.stack([o["embedding"] for o in outs]).astype(np.float64) if outs else np.zeros((0, self.hidden))
+        frame = pd.DataFrame(data, index=pd.Index(pids, name="patient_id"))
+        embf = pd.DataFrame(emb, index=frame.index, columns=[f"emb_{i}" for i in range(emb.shape[1])])
+        return pd.concat([frame, embf], axis=1)
+
+    def _tiles_frame(self, bags, pids, outs):
+        frames = []
+        for pid, o in zip(pids, outs):
+            t = bags[pid].tile_table()
+            t["attention"] = o["attention"]
+            for task, c in o["contribution"].items():
+                t[f"contribution_{task}"] = c
+            frames.append(t)
+        tiles = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["patient_id", "slide_id", "x", "y", "attention"])
+        tiles["attention_pct"] = tiles.groupby("slide_id")["attention"].transform(percentile_rank)
+        front = ["patient_id", "slide_id", "x", "y", "attention", "attention_pct"]
+        return tiles[front + [c for c in tiles.columns if c not in front]]
+
+    def predict(self, bags):
+        """Per-patient scores and embeddings.
+
+        Parameters
+        ----------
+        bags : dict patient_id -> (n_tiles, n_features) array or PatientBag
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by patient_id: ``lnm_score``, ``otc_score`` (probabilities),
+            ``risk_score`` (log hazard ratio, survival task) and ``emb_0..emb_{hidden-1}``.
+        """
+        _, pids, outs = self._infer(bags, with_tiles=False)
+        return self._scores_frame(pids, outs)
+
+    def predict_attention(self, bags):
+        """Per-tile attention and contributions.
+
+        Parameters
+        ----------
+        bags : dict patient_id -> (n_tiles, n_features) array or PatientBag
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per tile: ``patient_id``, ``slide_id``, ``x``, ``y`` (level-0, -1 if
+            unknown), ``attention`` (softmax weight over the patient's tiles),
+            ``attention_pct`` (percentile rank within the slide, 0-100) and
+            ``contribution_<task>`` (the tile's additive share of the task's logit).
+        """
+        bags, pids, outs = self._infer(bags, with_tiles=True)
+        return self._tiles_frame(bags, pids, outs)
+
+    def predict_with_attention(self, bags):
+        """Both :meth:`predict` and :meth:`predict_attention` from one forward pass.
+
+        Returns
+        -------
+        scores : pandas.DataFrame
+        tiles : pandas.DataFrame
+        """
+        bags, pids, outs = self._infer(bags, with_tiles=True)
+        return self._scores_frame(pids, outs), self._tiles_frame(bags, pids, outs)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write ``model.safetensors`` and ``config.json`` into folder ``path``."""
+        from lnmkit.mil._io import save_classifier
+
+        self._check_fitted()
+        return save_classifier(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save` (no pickle involved)."""
+        from lnmkit.mil._io import load_classifier
+
+        return load_classifier(cls, path)
+
+    def __repr__(self, N_CHAR_MAX=700):
+        base = super().__repr__(N_CHAR_MAX)
+        if hasattr(self, "model_"):
+            return f"{base} [fitted: {len(self.train_patients_)} train / {len(self.val_patients_)} val patients, best epoch {self.best_epoch_}]"
+        return base

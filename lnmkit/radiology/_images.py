@@ -1,0 +1,311 @@
+"""Reading and checking radiology volumes, node masks and ``radiology_images.csv``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lnmkit._io import atomic_path
+from lnmkit.exceptions import ImageGeometryError, RadiologyImageError
+from lnmkit.radiology._node_table import canonical_modality, normalize_patient_id
+
+__all__ = [
+    "IMAGE_MODALITIES",
+    "read_volume",
+    "check_volume",
+    "read_mask",
+    "match_mask_to_image",
+    "read_images_table",
+    "write_volume",
+]
+
+IMAGE_MODALITIES = ("CT", "MRI", "PET", "PET-CT")
+IMAGE_COLUMNS = ("patient_id", "image_path", "mask_path", "modality")
+# Geometry tolerances: header round-off in NIfTI/NRRD writers is far below these.
+_SPACING_RTOL = 1e-4
+_ORIGIN_ATOL_MM = 1e-3
+_DIRECTION_ATOL = 1e-4
+
+
+def read_volume(path):
+    """Read a 3-D scalar volume (NIfTI, NRRD, MHA or anything SimpleITK reads).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    SimpleITK.Image
+
+    Raises
+    ------
+    RadiologyImageError
+        If the file is missing, unreadable, not 3-D or not scalar.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise RadiologyImageError(path, "file not found; check image_path/mask_path in radiology_images.csv")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RadiologyImageError(path, f"cannot be read as a medical image (NIfTI/NRRD/MHA): {first}") from None
+    return check_volume(image, path)
+
+
+def check_volume(image, path):
+    """Return ``image`` if it is a 3-D scalar volume, else raise naming ``path``.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+    path : str or path-like
+        Name used in the error.
+
+    Returns
+    -------
+    SimpleITK.Image
+
+    Raises
+    ------
+    RadiologyImageError
+    """
+    if image.GetDimension() != 3:
+        raise RadiologyImageError(
+            path, f"is {image.GetDimension()}-D; a 3-D volume is needed (split 4-D series first)"
+        )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise RadiologyImageError(
+            path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; a scalar volume is needed"
+        )
+    return image
+
+
+def read_mask(path):
+    """Read a node label mask: a 3-D volume of non-negative integer labels (0 = background).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    SimpleITK.Image
+        Of pixel type UInt32.
+
+    Raises
+    ------
+    RadiologyImageError
+        If the file cannot be read or holds negative or non-integer labels.
+    """
+    import SimpleITK as sitk
+
+    mask = read_volume(path)
+    return _as_label_image(mask, path, sitk)
+
+
+def _as_label_image(mask, path, sitk):
+    values = sitk.GetArrayViewFromImage(mask)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise RadiologyImageError(
+                path, f"is a float volume with non-integer values (e.g. {values[bad].flat[0]!r}); a node mask "
+                "holds integer labels, one per node"
+            )
+    if values.size and values.min() < 0:
+        raise RadiologyImageError(path, f"has negative label {values.min()}; labels are >= 0 (0 = background)")
+    return sitk.Cast(mask, sitk.sitkUInt32)
+
+
+def _geometry_differences(image, mask):
+    diffs = []
+    if image.GetSize() != mask.GetSize():
+        diffs.append(f"size {mask.GetSize()} vs image {image.GetSize()}")
+    if not np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=_SPACING_RTOL, atol=0):
+        diffs.append(f"spacing {_fmt(mask.GetSpacing())} mm vs image {_fmt(image.GetSpacing())} mm")
+    if not np.allclose(mask.GetOrigin(), image.GetOrigin(), rtol=0, atol=_ORIGIN_ATOL_MM):
+        diffs.append(f"origin {_fmt(mask.GetOrigin())} mm vs image {_fmt(image.GetOrigin())} mm")
+    if not np.allclose(mask.GetDirection(), image.GetDirection(), rtol=0, atol=_DIRECTION_ATOL):
+        diffs.append(f"direction {_fmt(mask.GetDirection())} vs image {_fmt(image.GetDirection())}")
+    return diffs
+
+
+def _fmt(values):
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _physical_bounds(image):
+    """Axis-aligned physical bounding box of the voxel boxes (not only the centres)."""
+    size = np.asarray(image.GetSize())
+    corners = np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in size], indexing="ij")).reshape(3, -1).T
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    points = np.asarray(image.GetOrigin()) + (corners * np.asarray(image.GetSpacing())) @ direction.T
+    return points.min(axis=0), points.max(axis=0)
+
+
+def match_mask_to_image(image, mask, image_path, mask_path, *, resample_mask=False):
+    """Return the mask on the image's voxel grid, or raise if the grids differ.
+
+    The image is never resampled or cropped. When ``resample_mask`` is True and the
+    grids differ, the mask is resampled onto the image grid with nearest-neighbour
+    interpolation (labels stay labels), provided the two physical extents overlap
+    and every label survives.
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        Volume and label mask.
+    image_path, mask_path : str or path-like
+        Their files, named in errors.
+    resample_mask : bool, default=False
+        Resample a mismatched mask instead of raising.
+
+    Returns
+    -------
+    SimpleITK.Image
+        The mask, on the image grid.
+
+    Raises
+    ------
+    ImageGeometryError
+        If the grids differ and ``resample_mask`` is False, if the physical extents do
+        not overlap, or if a label vanishes when resampled.
+    """
+    import SimpleITK as sitk
+
+    diffs = _geometry_differences(image, mask)
+    if not diffs:
+        # Header round-off below the tolerances would make SimpleITK refuse to combine the two.
+        mask = sitk.Image(mask)
+        mask.CopyInformation(image)
+        return mask
+    if not resample_mask:
+        raise ImageGeometryError(
+            image_path, mask_path,
+            "; ".join(diffs) + ". Export the mask on the image grid, or pass resample_mask=True to resample "
+            "it (nearest neighbour) onto the image grid",
+        )
+    lo_i, hi_i = _physical_bounds(image)
+    lo_m, hi_m = _physical_bounds(mask)
+    if np.any(np.minimum(hi_i, hi_m) <= np.maximum(lo_i, lo_m)):
+        raise ImageGeometryError(
+            image_path, mask_path,
+            f"the mask covers {_fmt(lo_m)}-{_fmt(hi_m)} mm and the image {_fmt(lo_i)}-{_fmt(hi_i)} mm: they do "
+            "not overlap, so the mask cannot belong to this image",
+        )
+    before = set(np.unique(sitk.GetArrayViewFromImage(mask)).tolist()) - {0}
+    resampled = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
+    after = set(np.unique(sitk.GetArrayViewFromImage(resampled)).tolist()) - {0}
+    lost = sorted(before - after)
+    if lost:
+        raise ImageGeometryError(
+            image_path, mask_path,
+            f"labels {lost} fall outside the image (or are thinner than one image voxel) after resampling "
+            "the mask onto the image grid",
+        )
+    return resampled
+
+
+def read_images_table(images, root=None):
+    """Read and check ``radiology_images.csv`` (patient_id, image_path, mask_path, modality).
+
+    Parameters
+    ----------
+    images : str, path-like or pandas.DataFrame
+        The CSV file or its content.
+    root : str or path-like, optional
+        Folder that relative paths are resolved against; default: the CSV's folder
+        (for a DataFrame: ``images.attrs["root"]`` if set, else the working directory).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns patient_id (str), image_path, mask_path (absolute str), modality
+        (canonical), plus any extra columns; default index.
+
+    Raises
+    ------
+    RadiologyImageError
+        Naming the CSV, row, column and value of every problem (missing column,
+        empty cell, unknown modality, file not found).
+    """
+    source = "radiology_images.csv"
+    if isinstance(images, (str, os.PathLike)):
+        source = str(images)
+        if not Path(images).is_file():
+            raise RadiologyImageError(images, "file not found")
+        root = Path(images).parent if root is None else root
+        images = pd.read_csv(images, dtype={"patient_id": str}, keep_default_na=True)
+    elif not isinstance(images, pd.DataFrame):
+        raise TypeError(f"images must be a path to radiology_images.csv or a DataFrame; got {type(images).__name__}")
+    else:
+        root = images.attrs.get("root", ".") if root is None else root
+    root = Path(root)
+    missing = [c for c in IMAGE_COLUMNS if c not in images.columns]
+    if missing:
+        raise RadiologyImageError(
+            source, f"required column(s) {missing} missing; columns present: {list(map(str, images.columns))}"
+        )
+    df = images.reset_index(drop=True).copy()
+    problems = []
+    df["patient_id"] = [normalize_patient_id(v) for v in df["patient_id"]]
+    modalities = []
+    for i, row in df.iterrows():
+        where = f"row {i} (line {i + 2})"
+        if row["patient_id"] is None:
+            problems.append(f"{where}: column 'patient_id' is empty")
+        modality = canonical_modality(row["modality"], IMAGE_MODALITIES)
+        if modality is None:
+            problems.append(
+                f"{where}: column 'modality' has unknown value {row['modality']!r}; allowed: {list(IMAGE_MODALITIES)}"
+            )
+        modalities.append(modality)
+        for column in ("image_path", "mask_path"):
+            value = row[column]
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"{where}: column {column!r} is empty")
+                continue
+            path = Path(value.strip()).expanduser()
+            path = path if path.is_absolute() else root / path
+            if not path.is_file():
+                problems.append(f"{where}: column {column!r} = {value!r}: file {path} not found")
+            df.at[i, column] = str(path.resolve())
+    df["modality"] = modalities
+    if problems:
+        raise RadiologyImageError(source, f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    return df
+
+
+def write_volume(image, path):
+    """Write a SimpleITK image atomically; the format follows the extension (``.nii.gz``, ``.nrrd``).
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+    path : str or path-like
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+    with atomic_path(path, suffix=suffix) as tmp:
+        # SimpleITK chooses the writer from the extension, so write under the real suffix first.
+        staged = tmp.with_name(tmp.name[: -len(".part")])
+        try:
+            sitk.WriteImage(image, str(staged), useCompression=True)
+            os.replace(staged, tmp)
+        finally:
+            if staged.exists():
+                staged.unlink()
+    return path

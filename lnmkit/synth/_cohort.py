@@ -1,0 +1,342 @@
+"""``make_cohort``: a complete synthetic cohort folder with planted ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lnmkit._io import atomic_path, atomic_write_text
+from lnmkit._version import __version__
+from lnmkit.synth._slide_file import write_slide
+from lnmkit.synth._tables import (GASTRIC_STATIONS, MISSING_RATES, clinical_table, draw_patients,
+                                  outcomes_table, radiology_table)
+from lnmkit.synth._tissue import (RENDER_MPP, _render_canvas, _resize_field, _resize_mask, _resize_rgb,
+                                  tissue_layout)
+from lnmkit.synth._truth import (CENSORING, MASK_DOWNSAMPLE, OS_MODEL, OTC_MODEL, PN_MODEL,
+                                 RECURRENCE_MODEL)
+
+__all__ = ["make_cohort"]
+
+_FIRST = ["Alma", "Boris", "Clea", "Dorian", "Edda", "Folke", "Greta", "Hilmar", "Ines", "Joran",
+          "Katla", "Lenno", "Mirja", "Nils", "Oda", "Piet", "Quirin", "Runa", "Sten", "Tove",
+          "Ulla", "Vidar", "Wilma", "Ysolde"]
+_SYLLABLES = ["bar", "dov", "fen", "gral", "hok", "istr", "jul", "kven", "lorm", "mab", "nor", "ovik",
+              "pell", "quast", "rund", "sav", "tor", "ulv", "vask", "wend", "zan"]
+
+_SLIDE_MPP = {"svs": 0.25, "tiff": 0.5}
+_TABLE_COLUMNS = {
+    "clinical": ["patient_id", "age", "sex", "tumour_site", "ct_stage", "grade", "lauren_type",
+                 "tumour_size_mm", "cea_ng_ml", "ca19_9_u_ml", "lvi", "pni", "neoadjuvant"],
+    "radiology_nodes": ["patient_id", "node_id", "modality", "station", "short_axis_mm", "long_axis_mm",
+                        "suv_max", "fatty_hilum", "irregular_margin", "necrosis", "enhancement",
+                        "mask_label"],
+    "outcomes": ["patient_id", "pn_status", "pn_category", "positive_nodes", "examined_nodes", "otc",
+                 "os_months", "os_event", "rfs_months", "rfs_event"],
+    "slides": ["slide_id", "patient_id", "path", "mpp", "stain", "block"],
+}
+
+
+def _fake_name(rng):
+    last = "".join(rng.choice(_SYLLABLES, size=int(rng.integers(2, 4)))).capitalize()
+    # MRNs never start with 0 so that they survive a round trip through numeric CSV parsing.
+    return f"{rng.choice(_FIRST)} {last}", str(int(rng.integers(10_000_000, 100_000_000)))
+
+
+def _write_csv(df, path):
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
+
+
+def _pick(rng, n, k):
+    """Boolean array of length n with exactly k True at random positions."""
+    out = np.zeros(n, dtype=bool)
+    out[rng.choice(n, size=min(k, n), replace=False)] = True
+    return out
+
+
+def _plan_slides(patients, rng, two_slide_fraction, tiff_fraction, pen_fraction):
+    rows = []
+    n = len(patients)
+    two = _pick(rng, n, int(round(two_slide_fraction * n)) if n >= 5 else 0)
+    for pid, k in zip(patients.index, 1 + two.astype(int)):
+        for j in range(k):
+            name, mrn = _fake_name(rng)
+            rows.append({"slide_id": f"{pid}-{'AB'[j]}", "patient_id": pid, "block": f"A{j + 1}",
+                         "label_name": name, "label_mrn": mrn})
+    slides = pd.DataFrame(rows)
+    m = len(slides)
+    n_tiff = int(round(tiff_fraction * m))
+    if m >= 2 and 0 < tiff_fraction < 1:  # small cohorts still meet both layouts
+        n_tiff = min(max(n_tiff, 1), m - 1)
+    slides["layout"] = np.where(_pick(rng, m, n_tiff), "tiff", "svs")
+    n_pen = int(round(pen_fraction * m))
+    if m >= 4 and pen_fraction > 0:
+        n_pen = max(n_pen, 1)
+    slides["pen_mark"] = _pick(rng, m, n_pen).astype(int)
+    slides["mpp"] = slides["layout"].map(_SLIDE_MPP)
+    slides["path"] = "slides/" + slides["slide_id"] + np.where(slides["layout"] == "svs", ".svs", ".tiff")
+    return slides
+
+
+def _level0_shape(slide_size, layout):
+    """(height, width) of level 0: 40x slides are slide_size wide; 20x slides cover the same area."""
+    width = slide_size if layout == "svs" else slide_size // 2
+    height = int(round(width * 0.75 / 16)) * 16
+    return max(height, 64), max(width // 16 * 16, 64)
+
+
+def _blob(rng, shape, cy, cx, radius):
+    """Irregular blob (bool) around (cy, cx) of about ``radius`` pixels, on a grid of ``shape``."""
+    h, w = shape
+    r = max(radius, 1.5)
+    pad = int(math.ceil(r * 1.6)) + 2
+    y0, y1 = max(0, int(cy) - pad), min(h, int(cy) + pad + 1)
+    x0, x1 = max(0, int(cx) - pad), min(w, int(cx) + pad + 1)
+    out = np.zeros(shape, dtype=bool)
+    if y1 <= y0 or x1 <= x0:
+        return out
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    theta = rng.uniform(0, np.pi)
+    aspect = rng.uniform(0.6, 1.0)
+    u = (xx - cx) * math.cos(theta) + (yy - cy) * math.sin(theta)
+    v = -(xx - cx) * math.sin(theta) + (yy - cy) * math.cos(theta)
+    dist = np.sqrt(u**2 + (v / aspect) ** 2) / r
+    phi = np.arctan2(v, u)
+    wobble = sum(rng.normal(0, 0.12) * np.cos(k * phi + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4, 6))
+    out[y0:y1, x0:x1] = dist < 1 + wobble
+    return out
+
+
+def _plan_tumour(rng, kind, tissue, mask_px_um, morph):
+    """Planted tumour mask on the mask grid and a description of its regions."""
+    shape = tissue.shape
+    mask = np.zeros(shape, dtype=bool)
+    regions = []
+    if kind == "none":
+        return mask, regions
+    width_um = shape[1] * mask_px_um
+    ys, xs = np.nonzero(tissue)
+    if ys.size == 0:
+        return mask, regions
+    if kind == "pn_positive":
+        # More aggressive morphology (latent score) -> more and larger tumour areas.
+        n_large = int(rng.random() < 0.35 + 0.2 * np.clip(morph, -1.5, 1.5))
+        n_medium = int(rng.integers(1, 3)) if n_large == 0 else int(rng.integers(0, 2))
+        n_foci = int(rng.integers(1, 4))
+        sizes = ([("large", rng.uniform(0.12, 0.22) * width_um) for _ in range(n_large)]
+                 + [("medium", rng.uniform(0.05, 0.10) * width_um) for _ in range(n_medium)]
+                 + [("focus", min(rng.uniform(25, 70), 0.04 * width_um)) for _ in range(n_foci)])
+    else:  # occult tumour cells: small foci only
+        sizes = [("focus", min(rng.uniform(20, 50), 0.03 * width_um)) for _ in range(int(rng.integers(1, 4)))]
+    for size_class, radius_um in sizes:
+        i = rng.integers(ys.size)
+        radius = max(radius_um / mask_px_um, 2.0)
+        blob = _blob(rng, shape, ys[i], xs[i], radius) & tissue
+        if not blob.any():
+            continue
+        mask |= blob
+        regions.append({"size": size_class, "center_mask_xy": [int(xs[i]), int(ys[i])],
+                        "radius_um": round(float(radius_um), 1), "area_mask_px": int(blob.sum())})
+    return mask, regions
+
+
+def _block_fraction(mask, factor):
+    """Mean of ``mask`` over factor x factor blocks (factor may be fractional >= 1 only if integer)."""
+    f = int(round(factor))
+    h, w = mask.shape[0] // f, mask.shape[1] // f
+    return mask[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3))
+
+
+def _make_slide(out_dir, row, seed_seq, slide_size, kind, morph, workers, mask_downsample):
+    layout = row["layout"]
+    mpp = _SLIDE_MPP[layout]
+    h0, w0 = _level0_shape(slide_size, layout)
+    canvas_shape = (int(round(h0 * mpp / RENDER_MPP)), int(round(w0 * mpp / RENDER_MPP)))
+    mask_shape = (math.ceil(h0 / mask_downsample), math.ceil(w0 / mask_downsample))
+    s_layout, s_tumour, s_render = seed_seq.spawn(3)
+    outline = tissue_layout((max(8, canvas_shape[0] // 8), max(8, canvas_shape[1] // 8)), s_layout)
+    tissue_grid = _resize_field(outline, mask_shape) > 0
+    rng = np.random.default_rng(s_tumour)
+    planned, regions = _plan_tumour(rng, kind, tissue_grid, mask_downsample * mpp, morph)
+    rgb, _, tumour = _render_canvas(canvas_shape, s_render, planned if planned.any() else None,
+                                    bool(row["pen_mark"]), layout=outline)
+    # The saved mask is what was drawn: tumour canvas pixels summarised per mask cell.
+    cell = mask_downsample * mpp / RENDER_MPP
+    if tumour.any():
+        if abs(cell - round(cell)) < 1e-9 and cell >= 1:
+            drawn = _block_fraction(tumour, cell) >= 0.5
+        else:
+            drawn = _resize_mask(tumour, mask_shape)
+        mask = np.zeros(mask_shape, dtype=bool)
+        mask[: drawn.shape[0], : drawn.shape[1]] = drawn[: mask_shape[0], : mask_shape[1]]
+    else:
+        mask = np.zeros(mask_shape, dtype=bool)
+    upsample = h0 // rgb.shape[0]
+    if (rgb.shape[0] * upsample, rgb.shape[1] * upsample) != (h0, w0):
+        rgb, upsample = _resize_rgb(rgb, (h0, w0)), 1
+    # Small test slides still get >= 3 levels: lower the smallest level size with the slide.
+    min_level = max(32, min(256, max(h0, w0) // 16))
+    path = out_dir / row["path"]
+    write_slide(path, rgb, mpp, layout=layout, label_text=f"Name: {row['label_name']}  MRN {row['label_mrn']}",
+                min_level_size=min_level, workers=workers, upsample=upsample)
+    mask_rel = f"masks/{row['slide_id']}.png"
+    with atomic_path(out_dir / "truth" / mask_rel) as tmp:
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+    return {
+        "mask": mask_rel, "downsample": float(mask_downsample), "patient_id": row["patient_id"],
+        "kind": kind, "layout": layout, "mpp": mpp, "width": w0, "height": h0,
+        "pen_mark": int(row["pen_mark"]), "label_name": row["label_name"], "label_mrn": row["label_mrn"],
+        "tumour_fraction": round(float(mask.mean()), 6), "regions": regions,
+    }
+
+
+def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True, two_slide_fraction=0.1,
+                tiff_fraction=0.2, pen_fraction=0.1, withheld_radiology_fraction=0.1,
+                mask_downsample=MASK_DOWNSAMPLE, n_jobs=None, workers=1, overwrite=False, progress=True):
+    """Write a synthetic gastric-cancer cohort with planted ground truth.
+
+    The folder holds the four input tables (``clinical.csv``, ``radiology_nodes.csv``,
+    ``outcomes.csv``, ``slides.csv``), pyramidal whole-slide images under ``slides/``
+    and the planted truth under ``truth/`` (``truth.json``, ``patients.csv``,
+    ``slides.csv``, ``masks/<slide_id>.png``). See the synthetic-cohort documentation
+    page for the generating models.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Destination folder; created if needed.
+    n_patients : int, default=60
+        Number of patients (at least 4).
+    seed : int, default=0
+        Random seed; the same seed and arguments give identical tables and slide pixels.
+    slide_size : int, default=8192
+        Level-0 width in pixels of 40x (0.25 µm/px) SVS slides; their height is
+        3/4 of it. 20x (0.5 µm/px) TIFF slides cover the same tissue with half the
+        pixels per side. At least 512.
+    slides : bool, default=True
+        Write slides and masks. With ``False`` only tables and truth are written
+        (``slides.csv`` still lists the slides that would exist).
+    two_slide_fraction : float, default=0.1
+        Share of patients with two slides (blocks A1 and A2).
+    tiff_fraction : float, default=0.2
+        Share of slides written as 20x generic TIFF instead of 40x SVS.
+    pen_fraction : float, default=0.1
+        Share of slides with a marker-pen stroke.
+    withheld_radiology_fraction : float, default=0.1
+        Share of patients without rows in ``radiology_nodes.csv``.
+    mask_downsample : int, default=16
+        Level-0 pixels per planted-mask pixel.
+    n_jobs : int, optional
+        Slides rendered at the same time (threads; rendering releases the GIL).
+        Defaults to ``min(2, os.cpu_count())``. The output does not depend on it.
+    workers : int, default=1
+        Threads used by tifffile to encode the JPEG tiles of one slide.
+    overwrite : bool, default=False
+        Allow writing into a folder that already holds a cohort.
+    progress : bool, default=True
+        Show a progress bar over slides.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lnmkit.synth import make_cohort
+    >>> root = make_cohort(tempfile.mkdtemp(), n_patients=8, slides=False, progress=False)
+    >>> sorted(p.name for p in root.glob("*.csv"))
+    ['clinical.csv', 'outcomes.csv', 'radiology_nodes.csv', 'slides.csv']
+    """
+    n_patients = int(n_patients)
+    if n_patients < 4:
+        raise ValueError(f"n_patients must be at least 4; got {n_patients} instead.")
+    if slides and int(slide_size) < 512:
+        raise ValueError(f"slide_size must be at least 512 pixels; got {slide_size} instead.")
+    for name, value in [("two_slide_fraction", two_slide_fraction), ("tiff_fraction", tiff_fraction),
+                        ("pen_fraction", pen_fraction), ("withheld_radiology_fraction",
+                                                         withheld_radiology_fraction)]:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1]; got {value!r} instead.")
+    slide_size = int(slide_size)
+    out_dir = Path(out_dir)
+    if (out_dir / "clinical.csv").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a cohort (clinical.csv); pass overwrite=True "
+                              "(CLI: --overwrite) or choose an empty folder.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_jobs = int(n_jobs or min(2, os.cpu_count() or 1))
+
+    root = np.random.SeedSequence(int(seed))
+    s_patients, s_tables, s_slides_plan, s_slides = root.spawn(4)
+    patients, nodes = draw_patients(n_patients, np.random.default_rng(s_patients))
+    rng_tables = np.random.default_rng(s_tables)
+    clinical = clinical_table(patients, rng_tables)
+    outcomes = outcomes_table(patients, rng_tables)
+    n_withheld = int(round(withheld_radiology_fraction * n_patients))
+    withheld = patients.index[_pick(rng_tables, n_patients, n_withheld)]
+    radiology = radiology_table(nodes, withheld)
+    patients["radiology_available"] = (~patients.index.isin(withheld)).astype(int)
+    patients["kind"] = np.where(patients["pn_positive"] == 1, "pn_positive",
+                                np.where(patients["otc"] == 1, "otc", "none"))
+
+    plan = _plan_slides(patients, np.random.default_rng(s_slides_plan), two_slide_fraction,
+                        tiff_fraction, pen_fraction)
+    slide_table = plan.assign(mpp=np.nan, stain="H&E")[_TABLE_COLUMNS["slides"]]
+
+    slide_truth = {}
+    if slides:
+        seeds = s_slides.spawn(len(plan))
+        rows = list(plan.to_dict("records"))
+
+        def job(row, ss):
+            p = patients.loc[row["patient_id"]]
+            return _make_slide(out_dir, row, ss, slide_size, p["kind"], float(p["morph_score"]), workers,
+                               mask_downsample)
+
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
+                tqdm(total=len(rows), desc="synthetic slides", disable=not progress) as bar:
+            futures = {pool.submit(job, row, ss): row["slide_id"] for row, ss in zip(rows, seeds)}
+            for future in as_completed(futures):
+                slide_truth[futures[future]] = future.result()
+                bar.update()
+        slide_truth = {sid: slide_truth[sid] for sid in plan["slide_id"]}
+
+    _write_csv(clinical.reset_index()[_TABLE_COLUMNS["clinical"]], out_dir / "clinical.csv")
+    _write_csv(radiology[_TABLE_COLUMNS["radiology_nodes"]], out_dir / "radiology_nodes.csv")
+    _write_csv(outcomes.reset_index()[_TABLE_COLUMNS["outcomes"]], out_dir / "outcomes.csv")
+    _write_csv(slide_table, out_dir / "slides.csv")
+    truth_dir = out_dir / "truth"
+    _write_csv(patients.reset_index(), truth_dir / "patients.csv")
+    _write_csv(plan.reset_index(drop=True), truth_dir / "slides.csv")
+    truth = {
+        "generator": "lnmkit.synth.make_cohort", "lnmkit_version": __version__,
+        "parameters": {"n_patients": n_patients, "seed": int(seed), "slide_size": slide_size,
+                       "slides": bool(slides), "two_slide_fraction": two_slide_fraction,
+                       "tiff_fraction": tiff_fraction, "pen_fraction": pen_fraction,
+                       "withheld_radiology_fraction": withheld_radiology_fraction},
+        "mask_downsample": float(mask_downsample),
+        "pn_model": PN_MODEL, "otc_model": OTC_MODEL, "os_model": OS_MODEL,
+        "recurrence_model": RECURRENCE_MODEL, "censoring": CENSORING,
+        "missing_rates": MISSING_RATES, "stations": list(GASTRIC_STATIONS),
+        "withheld_radiology": sorted(withheld),
+        "fake_names": sorted({f"{r['label_name']}" for r in plan.to_dict("records")}),
+        "fake_mrns": sorted({f"{r['label_mrn']}" for r in plan.to_dict("records")}),
+        "slides": slide_truth,
+    }
+    atomic_write_text(truth_dir / "truth.json", json.dumps(truth, indent=2, default=_json_default) + "\n")
+    return out_dir
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,267 @@
+"""MILClassifier and cross_fit: reproducibility, persistence, leakage, fold hygiene."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from lnmkit.exceptions import NotFittedError
+from lnmkit.mil import (
+    CrossFitResult,
+    MILClassifier,
+    PatientBag,
+    cross_fit,
+    length_bucketed_batches,
+    load_bags,
+)
+
+D = 8
+FAST = dict(hidden=16, lr=1e-3, max_epochs=12, batch_size=8, patience=4)
+
+
+def _cohort(n=40, seed=0, signal=2.0):
+    """Bags with planted positive tiles in pN+ patients; some patients have two slides."""
+    rng = np.random.default_rng(seed)
+    bags, rows = {}, []
+    for i in range(n):
+        pid = f"P{i:03d}"
+        pos = i % 2 == 0
+        n_slides = 2 if i % 5 == 0 else 1
+        feats, coords, sidx = [], [], []
+        for s in range(n_slides):
+            k = int(rng.integers(15, 60))
+            f = rng.normal(size=(k, D)).astype(np.float32)
+            if pos:
+                hot = rng.choice(k, max(2, k // 6), replace=False)
+                f[hot, :3] += signal
+            feats.append(f)
+            coords.append(np.stack([np.arange(k) * 256, np.full(k, s * 256)], 1))
+            sidx.append(np.full(k, s))
+        sids = tuple(f"{pid}-S{s}" for s in range(n_slides))
+        bags[pid] = PatientBag(pid, np.concatenate(feats), np.concatenate(coords), np.concatenate(sidx), sids,
+                               tuple({"tile_size_level0": 256} for _ in sids))
+        otc = np.nan if pos else float(rng.integers(0, 2))
+        rows.append((pid, "pN+" if pos else "pN0", otc, float(rng.uniform(2, 80)), int(rng.integers(0, 2))))
+    y = pd.DataFrame(rows, columns=["patient_id", "pn_status", "otc", "os_months", "os_event"])
+    return bags, y.set_index("patient_id")
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return _cohort()
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort):
+    bags, y = cohort
+    return MILClassifier(**FAST).fit(bags, y)
+
+
+def test_predict_frame_layout(cohort, fitted):
+    bags, y = cohort
+    pred = fitted.predict(bags)
+    assert pred.index.name == "patient_id" and list(pred.index) == list(bags)
+    assert list(pred.columns[:2]) == ["lnm_score", "otc_score"]
+    assert [c for c in pred.columns if c.startswith("emb_")] == [f"emb_{i}" for i in range(16)]
+    assert pred[["lnm_score", "otc_score"]].stack().between(0, 1).all()
+    assert roc_auc_score(y.pn_status == "pN+", pred.lnm_score) > 0.9
+
+
+def test_attention_maps_back_to_slides(cohort, fitted):
+    bags, _ = cohort
+    tiles = fitted.predict_attention(bags)
+    assert len(tiles) == sum(b.n_tiles for b in bags.values())
+    two = bags["P000"]
+    sub = tiles[tiles.patient_id == "P000"]
+    assert sorted(sub.slide_id.unique()) == list(two.slide_ids)
+    np.testing.assert_array_equal(sub[["x", "y"]].to_numpy(), two.coords)
+    np.testing.assert_allclose(sub.attention.sum(), 1.0, atol=1e-5)  # normalised over the patient
+    for _, g in tiles.groupby("slide_id"):
+        assert g.attention_pct.between(0, 100).all()
+        assert g.attention_pct.rank().corr(g.attention.rank()) == pytest.approx(1.0)
+
+
+def test_same_seed_same_predictions_and_other_seed_differs(cohort):
+    bags, y = cohort
+    a = MILClassifier(**FAST, random_state=3).fit(bags, y).predict(bags)
+    b = MILClassifier(**FAST, random_state=3).fit(bags, y).predict(bags)
+    c = MILClassifier(**FAST, random_state=4).fit(bags, y).predict(bags)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not np.allclose(a.lnm_score, c.lnm_score)
+
+
+def test_fit_does_not_touch_global_torch_rng(cohort):
+    import torch
+
+    bags, y = cohort
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MILClassifier(**dict(FAST, max_epochs=2)).fit(bags, y)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_save_load_round_trip(tmp_path, cohort, fitted):
+    bags, _ = cohort
+    fitted.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = MILClassifier.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(fitted.predict(bags), loaded.predict(bags), check_exact=True)
+    pd.testing.assert_frame_equal(fitted.predict_attention(bags), loaded.predict_attention(bags), check_exact=True)
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.feature_mean_, fitted.feature_mean_)
+
+
+def test_otc_labels_of_node_positive_patients_change_nothing(cohort):
+    bags, y = cohort
+    y2 = y.copy()
+    pos = y2.pn_status == "pN+"
+    y2.loc[pos, "otc"] = np.where(np.arange(pos.sum()) % 2, 1.0, 0.0)
+    a = MILClassifier(**FAST).fit(bags, y).predict(bags)
+    b = MILClassifier(**FAST).fit(bags, y2).predict(bags)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_standardisation_is_fitted_on_training_bags_only(cohort):
+    bags, y = cohort
+    train = dict(list(bags.items())[:20])
+    clf = MILClassifier(**dict(FAST, max_epochs=1)).fit(train, y)
+    allf = np.concatenate([b.features for b in train.values()])
+    np.testing.assert_allclose(clf.feature_mean_, allf.mean(0), atol=1e-5)
+    np.testing.assert_allclose(clf.feature_std_, allf.std(0), rtol=1e-4)
+
+
+def test_cross_fit_folds_split_by_patient_and_scores_are_out_of_fold(cohort):
+    bags, y = cohort
+    res = cross_fit(bags, y, n_splits=4, estimator=MILClassifier(**FAST), progress=False)
+    assert list(res.oof.index) == list(bags) and res.oof["fold"].between(0, 3).all()
+    for k, model in enumerate(res.models):
+        held_out = set(res.oof.index[res.oof.fold == k])
+        seen = set(model.train_patients_) | set(model.val_patients_)
+        assert held_out and not (held_out & seen)
+        assert held_out | seen == set(bags)
+    # every tile's attention comes from its patient's own fold; a patient's slides share one fold
+    per_patient = res.attention.groupby("patient_id").fold.nunique()
+    assert (per_patient == 1).all()
+    assert (res.attention.groupby("patient_id").fold.first() == res.oof.fold).all()
+    # folds are stratified by pN status
+    share = y.loc[res.oof.index].pn_status.eq("pN+").groupby(res.oof.fold).mean()
+    assert share.between(0.3, 0.7).all()
+    insample = res.models[0].predict(bags)
+    assert not np.allclose(insample.lnm_score, res.oof.lnm_score)
+    table = res.metrics()
+    assert table.loc["lnm", "auc"] > 0.85
+    assert {"auc_lower_95", "auc_upper_95"} <= set(table.columns)
+
+
+def test_noise_labels_give_chance_out_of_fold_but_high_in_sample():
+    bags, y = _cohort(n=40, seed=5, signal=0.0)
+    y = y.copy()
+    y["pn_status"] = np.random.default_rng(11).permutation(y.pn_status.to_numpy())
+    y["otc"] = np.where(y.pn_status == "pN0", y["otc"].fillna(0), np.nan)
+    memoriser = MILClassifier(hidden=64, lr=5e-3, max_epochs=20, val_fraction=0.0, dropout=0.0, batch_size=8)
+    res = cross_fit(bags, y, n_splits=5, estimator=memoriser, progress=False)
+    labels = y.loc[res.oof.index].pn_status == "pN+"
+    oof_auc = roc_auc_score(labels, res.oof.lnm_score)
+    in_auc = roc_auc_score(labels, clone(memoriser).fit(bags, y).predict(bags).lnm_score)
+    assert in_auc > 0.9
+    assert 0.25 < oof_auc < 0.75
+
+
+def test_cross_fit_groups_keep_groups_together(cohort):
+    bags, y = cohort
+    centre = pd.Series({p: f"C{int(p[1:]) % 8}" for p in bags})
+    res = cross_fit(bags, y, n_splits=4, groups=centre, estimator=MILClassifier(**dict(FAST, max_epochs=2)),
+                    progress=False)
+    assert (res.oof.fold.groupby(centre).nunique() == 1).all()
+
+
+def test_crossfit_result_save_load_and_predict(tmp_path, cohort):
+    bags, y = cohort
+    res = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(**dict(FAST, max_epochs=3)), progress=False)
+    res.save(tmp_path / "cf")
+    back = CrossFitResult.load(tmp_path / "cf")
+    pd.testing.assert_frame_equal(res.oof, back.oof, check_exact=False, rtol=1e-12)
+    new = dict(list(bags.items())[:5])
+    pd.testing.assert_frame_equal(res.predict(new), back.predict(new), check_exact=True)
+    mean = sum(m.predict(new).lnm_score for m in res.models) / 3
+    np.testing.assert_allclose(res.predict(new).lnm_score, mean)
+    assert "CrossFitResult" in repr(back) and "<table" in back._repr_html_()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = res.plot()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    plt.close(fig)
+
+
+def test_survival_head_trains(cohort):
+    bags, y = cohort
+    clf = MILClassifier(tasks=("lnm", "survival"), **dict(FAST, max_epochs=3)).fit(bags, y)
+    pred = clf.predict(bags)
+    assert "risk_score" in pred and "otc_score" not in pred
+    assert np.isfinite(pred.risk_score).all()
+
+
+@pytest.mark.parametrize("arch", ["gated-abmil", "clam-sb", "mean", "max"])
+def test_every_arch_fits_with_subsampled_bags(cohort, arch):
+    bags, y = cohort
+    clf = MILClassifier(arch, **dict(FAST, max_epochs=2, max_tiles=10)).fit(bags, y)
+    assert len(clf.history_) == 2
+    assert np.isfinite(clf.predict(bags).lnm_score).all()
+
+
+def test_length_bucketed_batches_cover_all_and_never_leave_a_single_bag():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 5000, size=33)
+    batches = length_bucketed_batches(lengths, 16, rng)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(33))
+    assert min(len(b) for b in batches) >= 2
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    random_batches = np.array_split(rng.permutation(33), len(batches))
+    padded_random = sum(len(b) * lengths[b].max() for b in random_batches)
+    assert padded < padded_random
+
+
+def test_load_bags_concatenates_a_patients_slides():
+    rng = np.random.default_rng(0)
+
+    def bag(sid, pid, n):
+        return SimpleNamespace(features=rng.normal(size=(n, 4)).astype(np.float32),
+                               coords=np.arange(2 * n).reshape(n, 2),
+                               attrs={"slide_id": sid, "patient_id": pid, "tile_size_level0": 448})
+
+    files = {"S1": bag("S1", "A", 3), "S2": bag("S2", "A", 5), "S3": bag("S3", "B", 4)}
+    fs = SimpleNamespace(slide_ids=["S2", "S1", "S3"], bag=files.__getitem__,
+                         manifest=pd.DataFrame({"patient_id": ["A", "A", "B"]}, index=["S1", "S2", "S3"]))
+    out = load_bags(fs, progress=False)
+    assert list(out) == ["A", "B"]
+    a = out["A"]
+    assert a.slide_ids == ("S1", "S2") and a.n_tiles == 8
+    np.testing.assert_array_equal(a.slide_index, [0, 0, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(a.features[3:], files["S2"].features)
+    assert a.slide_attrs[1]["tile_size_level0"] == 448
+
+
+def test_input_errors(cohort):
+    bags, y = cohort
+    with pytest.raises(ValueError, match="arch must be one of"):
+        MILClassifier("transformer").fit(bags, y)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        MILClassifier(batch_size=1).fit(bags, y)
+    with pytest.raises(ValueError, match="have no row in y"):
+        MILClassifier().fit(bags, y.iloc[1:])
+    bad = y.copy()
+    bad.loc["P003", "pn_status"] = "N1"
+    with pytest.raises(ValueError, match="'P003'"):
+        MILClassifier().fit(bags, bad)
+    with pytest.raises(ValueError, match="non-finite"):
+        MILClassifier().fit({"a": np.full((3, D), np.nan), "b": np.ones((3, D))}, y)
+    with pytest.raises(NotFittedError, match="call fit"):
+        MILClassifier().predict(bags)

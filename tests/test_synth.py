@@ -1,0 +1,349 @@
+"""Tests of the synthetic cohort generator (lnmkit.synth)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import openslide
+import pandas as pd
+import pytest
+from skimage.color import rgb2hed
+from typer.testing import CliRunner
+
+from lnmkit.cli import app
+from lnmkit.synth import (GASTRIC_STATIONS, OS_MODEL, PN_MODEL, PlantedMask, load_planted_mask, load_truth,
+                          make_cohort, make_tissue_image)
+
+CONTRACT_COLUMNS = {
+    "clinical.csv": ["patient_id", "age", "sex", "tumour_site", "ct_stage", "grade", "lauren_type",
+                     "tumour_size_mm", "cea_ng_ml", "ca19_9_u_ml", "lvi", "pni", "neoadjuvant"],
+    "radiology_nodes.csv": ["patient_id", "node_id", "modality", "station", "short_axis_mm", "long_axis_mm",
+                            "suv_max", "fatty_hilum", "irregular_margin", "necrosis", "enhancement",
+                            "mask_label"],
+    "outcomes.csv": ["patient_id", "pn_status", "pn_category", "positive_nodes", "examined_nodes", "otc",
+                     "os_months", "os_event", "rfs_months", "rfs_event"],
+    "slides.csv": ["slide_id", "patient_id", "path", "mpp", "stain", "block"],
+}
+
+
+def _read(cohort_dir, name):
+    return pd.read_csv(cohort_dir / name, dtype={"patient_id": str, "slide_id": str, "node_id": str,
+                                                 "station": str})
+
+
+def _haematoxylin(rgb):
+    return rgb2hed(rgb)[..., 0]
+
+
+@pytest.fixture(scope="module")
+def large_tables(tmp_path_factory):
+    """A table-only cohort large enough to fit the planted models."""
+    return make_cohort(tmp_path_factory.mktemp("tables"), n_patients=3000, seed=11, slides=False,
+                       progress=False)
+
+
+# -- tissue texture -------------------------------------------------------------------------
+
+
+def test_tissue_image_is_deterministic_and_h_and_e_coloured():
+    rgb, tissue = make_tissue_image((300, 400), seed=3)
+    again, _ = make_tissue_image((300, 400), seed=3)
+    other, _ = make_tissue_image((300, 400), seed=4)
+    assert rgb.shape == (300, 400, 3) and rgb.dtype == np.uint8
+    assert tissue.shape == (300, 400) and tissue.dtype == bool
+    np.testing.assert_array_equal(rgb, again)
+    assert np.abs(rgb.astype(int) - other).mean() > 5
+    assert 0.2 < tissue.mean() < 0.95
+    # Background is near white; tissue is pink-purple: red and blue above green.
+    assert rgb[~tissue].mean() > 200
+    mean_tissue = rgb[tissue].mean(axis=0)
+    assert mean_tissue[0] > mean_tissue[1] + 20 and mean_tissue[2] > mean_tissue[1] + 10
+
+
+def test_tumour_morphology_is_denser_and_more_hyperchromatic():
+    size = 768
+    mask = np.zeros((48, 48), dtype=bool)
+    mask[:, :24] = True  # tumour on the left half
+    rgb, tissue = make_tissue_image(size, seed=5, tumour_mask=mask)
+    left, right = np.zeros((size, size), bool), np.zeros((size, size), bool)
+    left[:, 40:size // 2 - 40] = True
+    right[:, size // 2 + 40:-40] = True
+    hema = _haematoxylin(rgb)
+    tumour, normal = hema[left & tissue], hema[right & tissue]
+    assert tumour.mean() > normal.mean() + 0.02
+    # More nuclear area (strongly stained pixels) in tumour, not just a colour shift.
+    threshold = np.quantile(normal, 0.9)
+    assert (tumour > threshold).mean() > 2.5 * (normal > threshold).mean()
+
+
+def test_tissue_image_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="at least 16"):
+        make_tissue_image(8, seed=0)
+    with pytest.raises(ValueError, match="mpp must be positive"):
+        make_tissue_image(64, seed=0, mpp=0)
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def test_tables_follow_the_contract(synthetic_cohort_dir):
+    for name, columns in CONTRACT_COLUMNS.items():
+        assert list(_read(synthetic_cohort_dir, name).columns) == columns, name
+    clinical = _read(synthetic_cohort_dir, "clinical.csv")
+    assert len(clinical) == 12 and clinical["patient_id"].is_unique
+    assert clinical[["patient_id", "age", "sex"]].notna().all().all()
+    assert set(clinical["sex"]) <= {"M", "F"}
+
+
+def test_tables_have_realistic_gaps(synthetic_cohort_dir, large_tables):
+    clinical = _read(large_tables, "clinical.csv")
+    optional = [c for c in CONTRACT_COLUMNS["clinical.csv"] if c not in ("patient_id", "age", "sex")]
+    missing = clinical[optional].isna().mean()
+    assert (missing > 0).all() and (missing < 0.3).all()
+    nodes = _read(large_tables, "radiology_nodes.csv")
+    without = set(clinical["patient_id"]) - set(nodes["patient_id"])
+    assert 0.05 < len(without) / len(clinical) < 0.15
+    small_nodes = _read(synthetic_cohort_dir, "radiology_nodes.csv")
+    assert set(_read(synthetic_cohort_dir, "clinical.csv")["patient_id"]) - set(small_nodes["patient_id"])
+
+
+def test_radiology_nodes_are_consistent(large_tables):
+    nodes = _read(large_tables, "radiology_nodes.csv")
+    assert not nodes.duplicated(["patient_id", "node_id"]).any()
+    assert (nodes["short_axis_mm"] <= nodes["long_axis_mm"]).all()
+    assert set(nodes["station"]) <= set(GASTRIC_STATIONS)
+    assert set(nodes["modality"]) <= {"CT", "MRI", "PET-CT", "US"}
+    pet = nodes["modality"] == "PET-CT"
+    assert pet.any() and nodes.loc[pet, "suv_max"].notna().all() and nodes.loc[~pet, "suv_max"].isna().all()
+    assert set(nodes["enhancement"]) == {"homogeneous", "heterogeneous"}
+
+
+def test_outcomes_are_consistent(large_tables):
+    out = _read(large_tables, "outcomes.csv")
+    assert set(out["pn_status"]) == {"pN0", "pN+"}
+    assert 0.35 < (out["pn_status"] == "pN+").mean() < 0.75
+    positive = out["pn_status"] == "pN+"
+    assert (out.loc[positive, "positive_nodes"] >= 1).all() and (out.loc[~positive, "positive_nodes"] == 0).all()
+    assert (out["examined_nodes"] >= out["positive_nodes"]).all()
+    expected = pd.cut(out["positive_nodes"], [-1, 0, 2, 6, 15, np.inf],
+                      labels=["pN0", "pN1", "pN2", "pN3a", "pN3b"]).astype(str)
+    assert (out["pn_category"] == expected).all()
+    # Occult tumour cells only in pN0, and some pN0 patients have them.
+    assert out.loc[positive, "otc"].isna().all()
+    otc = out.loc[~positive, "otc"]
+    assert set(otc.dropna()) == {0, 1} and 0.1 < otc.mean() < 0.5
+    for endpoint in ("os", "rfs"):
+        assert (out[f"{endpoint}_months"] > 0).all()
+        assert set(out[f"{endpoint}_event"]) == {0, 1}
+    assert (out["rfs_months"] <= out["os_months"]).all()
+    assert ((out["rfs_event"] == 1) | (out["os_event"] == 0)).all()  # death ends recurrence-free survival
+
+
+def test_small_cohort_contains_every_latent_class(synthetic_cohort_dir):
+    out = _read(synthetic_cohort_dir, "outcomes.csv")
+    assert (out["pn_status"] == "pN+").sum() >= 3
+    assert (out["otc"] == 1).sum() >= 2
+    assert ((out["pn_status"] == "pN0") & (out["otc"] == 0)).sum() >= 2
+    slides = _read(synthetic_cohort_dir, "slides.csv")
+    assert slides["patient_id"].value_counts().max() == 2
+    assert {p.split(".")[-1] for p in slides["path"]} == {"svs", "tiff"}
+
+
+def test_pn_model_coefficients_are_recovered(large_tables):
+    from sklearn.linear_model import LogisticRegression
+
+    from lnmkit.synth._tables import pn_design
+
+    truth = pd.read_csv(large_tables / "truth" / "patients.csv", dtype={"patient_id": str})
+    truth = truth.set_index("patient_id")
+    design = pn_design(truth)
+    model = LogisticRegression(C=1e6, max_iter=2000).fit(design, truth["pn_positive"])
+    fitted = pd.Series(model.coef_[0], index=design.columns)
+    planted = pd.Series(PN_MODEL["coefficients"])
+    np.testing.assert_allclose(fitted[planted.index], planted, atol=0.3)
+    assert model.intercept_[0] == pytest.approx(PN_MODEL["intercept"], abs=0.3)
+
+
+def test_observed_tables_show_the_planted_signs(large_tables):
+    """An analyst's model on the published tables (no latent score) finds the planted directions."""
+    from sklearn.linear_model import LogisticRegression
+
+    clinical = _read(large_tables, "clinical.csv").set_index("patient_id")
+    nodes = _read(large_tables, "radiology_nodes.csv")
+    out = _read(large_tables, "outcomes.csv").set_index("patient_id")
+    x = pd.DataFrame({
+        "ct_stage": pd.to_numeric(clinical["ct_stage"].str[2], errors="coerce"),
+        "lvi": clinical["lvi"],
+        "grade_g3": clinical["grade"].map({"G1": 0, "G2": 0, "G3": 1, "G4": 1}),
+        "log_cea": np.log(clinical["cea_ng_ml"]),
+        "max_short_axis_mm": nodes.groupby("patient_id")["short_axis_mm"].max(),
+        "age": clinical["age"] / 10,
+        "sex_male": (clinical["sex"] == "M").astype(float),
+    }).dropna()
+    y = (out.loc[x.index, "pn_status"] == "pN+").astype(int)
+    assert len(x) > 1000
+    model = LogisticRegression(C=1e6, max_iter=2000).fit((x - x.mean()) / x.std(), y)
+    coef = pd.Series(model.coef_[0], index=x.columns)
+    assert (coef[["ct_stage", "lvi", "grade_g3", "log_cea", "max_short_axis_mm"]] > 0.1).all(), coef
+    assert (coef[["age", "sex_male"]].abs() < 0.15).all(), coef
+    # The planted effect of node size is visible without any model.
+    largest = x["max_short_axis_mm"]
+    assert largest[y == 1].median() > largest[y == 0].median() + 0.5
+
+
+def test_overall_survival_follows_the_planted_hazards(large_tables):
+    from lifelines import CoxPHFitter
+
+    truth = pd.read_csv(large_tables / "truth" / "patients.csv", dtype={"patient_id": str})
+    design = pd.DataFrame({
+        "pn_positive": truth["pn_positive"],
+        "log1p_positive_nodes": np.log1p(truth["positive_nodes"]),
+        "ct_stage_num": truth["ct_stage_num"] - 2.5,
+        "age_decades": truth["age"] / 10 - 6.5,
+        "morph_score": truth["morph_score"],
+        "neoadjuvant": truth["neoadjuvant"],
+        "time": truth["os_months"], "event": truth["os_event"],
+    })
+    cph = CoxPHFitter().fit(design, duration_col="time", event_col="event")
+    planted = pd.Series(OS_MODEL["coefficients"])
+    np.testing.assert_allclose(cph.params_[planted.index], planted, atol=0.25)
+    assert 0.2 < truth["os_event"].mean() < 0.8
+
+
+# -- slides and planted masks ---------------------------------------------------------------
+
+
+def test_slides_open_with_pyramid_mpp_and_label(synthetic_cohort_dir):
+    slides = _read(synthetic_cohort_dir, "slides.csv")
+    truth = load_truth(synthetic_cohort_dir)
+    for row in slides.itertuples():
+        with openslide.OpenSlide(str(synthetic_cohort_dir / row.path)) as slide:
+            assert slide.level_count >= 3, row.path
+            entry = truth["slides"][row.slide_id]
+            assert slide.dimensions == (entry["width"], entry["height"])
+            assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(entry["mpp"])
+            if row.path.endswith(".svs"):
+                assert slide.properties["openslide.vendor"] == "aperio"
+                assert float(slide.properties["openslide.objective-power"]) == 40
+                label = np.asarray(slide.associated_images["label"].convert("RGB")).astype(int)
+                # A printed card: only grey levels, no stain colours from the tissue.
+                assert np.abs(label - label.mean(axis=2, keepdims=True)).max() < 10
+                assert (label < 128).mean() > 0.005
+            else:
+                assert slide.properties["openslide.vendor"] == "generic-tiff"
+                assert entry["mpp"] == 0.5
+
+
+def test_fake_label_names_are_recorded_but_never_in_tables(synthetic_cohort_dir):
+    truth = load_truth(synthetic_cohort_dir)
+    names = truth["fake_names"]
+    assert len(names) >= 10 and all(len(n.split()) == 2 for n in names)
+    text = "".join((synthetic_cohort_dir / f).read_text() for f in CONTRACT_COLUMNS)
+    assert not any(name in text or name.split()[1] in text for name in names)
+    assert not any(mrn in text for mrn in truth["fake_mrns"])
+
+
+def test_planted_masks_mark_the_tumour_morphology(synthetic_cohort_dir):
+    truth = load_truth(synthetic_cohort_dir)
+    kinds = {entry["kind"] for entry in truth["slides"].values()}
+    assert kinds == {"pn_positive", "otc", "none"}
+    checked = 0
+    for slide_id, entry in truth["slides"].items():
+        planted = load_planted_mask(synthetic_cohort_dir, slide_id)
+        assert planted.downsample == 16
+        assert planted.mask.shape == (-(-entry["height"] // 16), -(-entry["width"] // 16))
+        if entry["kind"] == "none":
+            assert not planted.mask.any()
+            continue
+        assert planted.mask.any()
+        if entry["kind"] == "otc":
+            assert planted.fraction < 0.03
+            assert {r["size"] for r in entry["regions"]} == {"focus"}
+        # Read the slide at the mask's grid and compare staining inside and outside.
+        path = synthetic_cohort_dir / "slides" / f"{slide_id}.{'svs' if entry['layout'] == 'svs' else 'tiff'}"
+        with openslide.OpenSlide(str(path)) as slide:
+            level = slide.get_best_level_for_downsample(4)
+            factor = slide.level_downsamples[level]
+            rgb = np.asarray(slide.read_region((0, 0), level, slide.level_dimensions[level]).convert("RGB"))
+        step = int(round(16 / factor))
+        hema = _haematoxylin(rgb)[: planted.mask.shape[0] * step, : planted.mask.shape[1] * step]
+        cells = hema.reshape(planted.mask.shape[0], step, planted.mask.shape[1], step).mean(axis=(1, 3))
+        tissue_cells = (rgb.min(axis=2) < 200)[: cells.shape[0] * step, : cells.shape[1] * step]
+        tissue_cells = tissue_cells.reshape(cells.shape[0], step, cells.shape[1], step).mean(axis=(1, 3)) > 0.8
+        inside, outside = cells[planted.mask & tissue_cells], cells[~planted.mask & tissue_cells]
+        if inside.size >= 4:
+            assert inside.mean() > outside.mean() + 0.01, slide_id
+            checked += 1
+    assert checked >= 3
+
+
+def test_tile_labels_are_area_fractions():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:6, 3:7] = True
+    planted = PlantedMask(mask=mask, downsample=16.0, slide_id="s")
+    coords = np.array([[48, 32], [32, 32], [88, 72], [0, 0], [150, 150], [-16, -16]])
+    labels = planted.tile_labels(coords, 32)
+    # Mask cells x 3..7, y 2..6. Tile 1 is inside; tile 2 has half its width inside;
+    # tile 3 spans cells 5.5..7.5 x 4.5..6.5, so 1.5 x 1.5 of its 2 x 2 cells are inside.
+    np.testing.assert_allclose(labels, [1.0, 0.5, 0.5625, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(planted.tile_labels([[48, 32]], 64), [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        planted.tile_labels(coords, 0)
+
+
+def test_load_planted_mask_names_unknown_slides(synthetic_cohort_dir):
+    with pytest.raises(KeyError, match="no slide 'nope'"):
+        load_planted_mask(synthetic_cohort_dir, "nope")
+
+
+# -- determinism, options, CLI --------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_cohort(tmp_path):
+    a = make_cohort(tmp_path / "a", n_patients=5, seed=3, slide_size=512, progress=False)
+    b = make_cohort(tmp_path / "b", n_patients=5, seed=3, slide_size=512, progress=False, n_jobs=1)
+    c = make_cohort(tmp_path / "c", n_patients=5, seed=4, slide_size=512, progress=False)
+    for name in list(CONTRACT_COLUMNS) + ["truth/patients.csv"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "clinical.csv").read_bytes() != (c / "clinical.csv").read_bytes()
+    truth_a, truth_b = json.loads((a / "truth/truth.json").read_text()), load_truth(b)
+    assert truth_a["slides"] == truth_b["slides"]
+    for slide_id in truth_a["slides"]:
+        path = next((a / "slides").glob(f"{slide_id}.*")).name
+        with openslide.OpenSlide(str(a / "slides" / path)) as sa, openslide.OpenSlide(str(b / "slides" / path)) as sb:
+            np.testing.assert_array_equal(np.asarray(sa.read_region((0, 0), 0, sa.dimensions)),
+                                          np.asarray(sb.read_region((0, 0), 0, sb.dimensions)))
+
+
+def test_tables_only_and_existing_folder(tmp_path):
+    root = make_cohort(tmp_path, n_patients=6, seed=0, slides=False, progress=False)
+    assert not (root / "slides").exists()
+    assert len(_read(root, "slides.csv")) >= 6
+    with pytest.raises(FileExistsError, match="overwrite"):
+        make_cohort(tmp_path, n_patients=6, seed=0, slides=False, progress=False)
+    make_cohort(tmp_path, n_patients=6, seed=1, slides=False, progress=False, overwrite=True)
+    with pytest.raises(ValueError, match="n_patients must be at least 4"):
+        make_cohort(tmp_path / "x", n_patients=2)
+    with pytest.raises(ValueError, match="tiff_fraction"):
+        make_cohort(tmp_path / "x", n_patients=8, tiff_fraction=1.5)
+
+
+def test_cli_synth(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", str(tmp_path / "c"), "--n-patients", "4", "--seed", "2",
+                                 "--slide-size", "512"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 patients" in result.output
+    slides = _read(tmp_path / "c", "slides.csv")
+    assert all((tmp_path / "c" / p).is_file() for p in slides["path"])
+    again = runner.invoke(app, ["synth", str(tmp_path / "c"), "--n-patients", "4", "--slide-size", "512"])
+    assert again.exit_code == 2 and "overwrite" in again.output
+
+
+def test_cohort_loader_accepts_the_synthetic_cohort(synthetic_cohort_dir):
+    cohort_module = pytest.importorskip("lnmkit.cohort")
+    cohort = cohort_module.Cohort.from_dir(synthetic_cohort_dir)
+    assert cohort.problems == []
+    assert len(cohort.clinical) == 12 and len(cohort.slides) == len(load_truth(synthetic_cohort_dir)["slides"])
+    assert cohort.survival("rfs")["time"].min() > 0
