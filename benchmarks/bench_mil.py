@@ -16,8 +16,8 @@ of fold on the same patient folds:
 Each contender runs in its own child process, so ``ru_maxrss`` is that
 contender's peak resident memory. Bags: synthetic, ``--patients`` patients with
 ``--min-tiles``..``--max-tiles`` tiles of ``--dim`` features; in pN+ patients a
-few percent of tiles are shifted along a fixed direction (planted positive
-instances). Run: ``python benchmarks/bench_mil.py`` (``--help`` for options).
+few percent of tiles (``--witness``) are shifted by ``--shift-sd`` feature SDs
+along a fixed direction (planted positive instances). Run: ``python benchmarks/bench_mil.py`` (``--help`` for options).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 
-def make_bags(n_patients, min_tiles, max_tiles, dim, seed, witness=0.03, shift=0.8):
+def make_bags(n_patients, min_tiles, max_tiles, dim, seed, witness=0.03, shift_sd=1.5):
     """Synthetic bags with planted positive instances; returns (features list, labels)."""
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
@@ -45,7 +45,7 @@ def make_bags(n_patients, min_tiles, max_tiles, dim, seed, witness=0.03, shift=0
         x = rng.normal(size=(n, dim)).astype(np.float32)
         if y:
             hot = rng.choice(n, max(3, int(witness * n)), replace=False)
-            x[hot] += (shift * np.sqrt(dim) * direction).astype(np.float32)
+            x[hot] += (shift_sd * direction).astype(np.float32)
         bags.append(x)
     return bags, labels
 
@@ -70,7 +70,8 @@ def _train_lnmkit(bags, labels, train, test, a):
     pids = [f"P{i:04d}" for i in range(len(bags))]
     y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
     clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, lr=a.lr_batched, batch_size=a.batch_size,
-                        max_epochs=a.epochs, val_fraction=0.0, max_tiles=a.max_tiles_train, random_state=a.seed)
+                        max_epochs=a.epochs, val_fraction=0.0, max_tiles=a.max_tiles_train, random_state=a.seed,
+                        n_threads=a.threads)
     t0 = time.perf_counter()
     clf.fit({pids[i]: bags[i] for i in train}, y)
     seconds = time.perf_counter() - t0
@@ -188,6 +189,8 @@ def main(argv=None):
     p.add_argument("--min-tiles", type=int, default=500)
     p.add_argument("--max-tiles", type=int, default=3000)
     p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--witness", type=float, default=0.03, help="share of planted tiles in pN+ bags")
+    p.add_argument("--shift-sd", type=float, default=1.5, help="planted shift (in feature SDs)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--n-splits", type=int, default=3)
@@ -200,7 +203,7 @@ def main(argv=None):
     p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
     a = p.parse_args(argv)
 
-    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, a.dim, a.seed)
+    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, a.dim, a.seed, a.witness, a.shift_sd)
     n_tiles = sum(b.shape[0] for b in bags)
     print(f"{a.patients} patients, {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag), dim {a.dim}; "
           f"{a.epochs} epochs x {a.n_splits} folds; {a.threads} torch threads")

@@ -52,8 +52,12 @@ def main():
     print(f"{'whole cohort':<34}{t_all:>10.2f}{t_all / t_tables:>10.1f}")
     print(f"{'per slide':<34}{per_slide:>10.2f}{per_slide / t_tables:>10.1f}")
     print(f"{'projected, 60 patients (66 slides)':<34}{projected:>10.1f}{projected / t_tables:>10.1f}")
-    print(f"CPU seconds per slide: {cpu_all / n_slides:.2f} (the wall times depend on other load; "
-          f"load average now {os.getloadavg()[0]:.1f})")
+    cpu_slide = cpu_all / n_slides
+    print(f"{'CPU seconds per slide':<34}{cpu_slide:>10.2f}{cpu_slide / t_tables:>10.1f}")
+    print(f"{'60 patients on 2 free cores (est.)':<34}{cpu_slide * 66 / 2:>10.1f}"
+          f"{cpu_slide * 33 / t_tables:>10.1f}")
+    print(f"wall times depend on other load on this machine (load average now {os.getloadavg()[0]:.1f}); "
+          "the estimate divides CPU time by two cores")
     print(f"slides: {n_slides} {layouts}, slide_size {args.slide_size}, {size_mb:.0f} MiB on disk")
 
 

@@ -184,6 +184,9 @@ def test_resnet_state_dict_keys_match_torchvision_layout(random_resnet):
     assert {"conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight",
             "layer1.0.downsample.1.weight", "layer3.5.conv3.weight", "layer3.5.bn3.bias"} <= keys
     assert not any(k.startswith(("layer4", "fc")) for k in keys)
+    # torchvision resnet50: 25,557,032 parameters, of which layer4 has 14,964,736 and fc 2,049,000.
+    n_params = sum(p.numel() for p in random_resnet.module.parameters())
+    assert n_params == 25_557_032 - 14_964_736 - 2_049_000
 
 
 def _full_resnet_state(trunk, seed=1):
@@ -369,3 +372,72 @@ def test_glcm_props_against_skimage():
             glcm /= glcm.sum()
             for row, prop in enumerate(("contrast", "homogeneity", "energy", "correlation")):
                 assert ours[row, i] == pytest.approx(graycoprops(glcm, prop)[0, 0], rel=1e-9)
+
+
+class _FakeTimm:
+    """Stands in for timm (not importable next to this torch) to test lnmkit's own plumbing."""
+
+    class layers:
+        SwiGLUPacked = object
+
+    @staticmethod
+    def create_model(name, pretrained=False, **kwargs):
+        import torch
+        from torch import nn
+
+        class TinyViT(nn.Module):
+            def __init__(self, embed_dim=8, reg_tokens=0, global_pool="token", **_):
+                super().__init__()
+                self.patch = nn.Conv2d(3, embed_dim, 16, stride=16)
+                self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim))
+                self.reg_token = nn.Parameter(torch.randn(1, reg_tokens, embed_dim))
+                self.num_features, self.global_pool = embed_dim, global_pool
+
+            def forward(self, x):
+                tokens = self.patch(x).flatten(2).transpose(1, 2)        # (B, N, C)
+                prefix = torch.cat([self.cls_token, self.reg_token], 1).expand(len(x), -1, -1)
+                tokens = torch.cat([prefix, tokens], 1)                  # (B, 1 + R + N, C)
+                return tokens if self.global_pool == "" else tokens[:, 0]
+
+        assert not pretrained and kwargs["num_classes"] == 0
+        return TinyViT(**kwargs)
+
+
+def test_hf_hub_virchow2_pooling_with_stand_in_timm(monkeypatch, no_local_weights):
+    import sys
+
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setitem(sys.modules, "timm", _FakeTimm)
+    spec = PATHOLOGY_ENCODERS["virchow2"]
+    model = _FakeTimm.create_model(spec.architecture, **{**spec.timm_kwargs, "num_classes": 0})
+    snapshot = no_local_weights / "models--paige-ai--Virchow2" / "snapshots" / "rev"
+    snapshot.mkdir(parents=True)
+    save_file(model.state_dict(), str(snapshot / "model.safetensors"))
+    tiles = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    enc = get_encoder("virchow2")
+    assert enc.name == "hf-hub:paige-ai/Virchow2" and enc.dim == 16
+    out = enc.encode(tiles)
+    x = (torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255 - torch.tensor(spec.mean).view(
+        1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        tokens = model(x)
+    expected = torch.cat([tokens[:, 0], tokens[:, 5:].mean(1)], -1).numpy()  # 1 class + 4 registers
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    cls_only = get_encoder("hf-hub:paige-ai/virchow2", return_cls=True)
+    assert cls_only.dim == 8
+    np.testing.assert_allclose(cls_only.encode(tiles), expected[:, :8], rtol=1e-4, atol=1e-5)
+    # Parameters of another architecture: strict check names the file.
+    save_file({"patch.weight": torch.zeros(1)}, str(snapshot / "model.safetensors"))
+    with pytest.raises(IncompatibleWeightsError, match="model.safetensors"):
+        get_encoder("virchow2")
+
+
+def test_bf16_autocast_on_cpu_tracks_fp32(random_resnet, tiles4):
+    enc = get_encoder("resnet50-trunc", pretrained=False, precision="bf16")
+    enc.input_size = 64
+    low, full = enc.encode(tiles4), random_resnet.encode(tiles4)
+    assert low.dtype == np.float32 and low.shape == full.shape
+    # bfloat16 keeps ~3 significant digits; the features must still agree closely overall.
+    assert np.corrcoef(low.ravel(), full.ravel())[0, 1] > 0.99

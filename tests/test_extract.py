@@ -70,6 +70,7 @@ def test_local_run_outputs(local_run, synthetic_cohort_dir):
         assert bag.patient_id == slides.loc[slide_id, "patient_id"]
         assert bag.attrs["params_hash"] == fs.root.name.rsplit("_", 1)[1]
         assert bag.attrs["mpp"] == 0.5 and bag.attrs["tile_size"] == 224
+        assert bag.attrs["feature_names"] == get_encoder("stain-texture").feature_names
         # 40x slides tile with 448 level-0 px, 20x ones with 224.
         expected = round(224 * 0.5 / bag.attrs["slide_mpp"])
         assert bag.attrs["tile_size_level0"] == expected

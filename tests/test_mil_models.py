@@ -11,6 +11,17 @@ D = 12
 TASKS = ("lnm", "otc", "survival")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny networks: a second intra-op thread only adds synchronisation cost on busy CI cores.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _bags(seed=0, sizes=(7, 23, 15)):
     rng = np.random.default_rng(seed)
     return [rng.normal(size=(n, D)).astype(np.float32) for n in sizes]

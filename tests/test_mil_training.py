@@ -22,6 +22,17 @@ D = 8
 FAST = dict(hidden=16, lr=1e-3, max_epochs=12, batch_size=8, patience=4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny networks: a second intra-op thread only adds synchronisation cost on busy CI cores.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _cohort(n=40, seed=0, signal=2.0):
     """Bags with planted positive tiles in pN+ patients; some patients have two slides."""
     rng = np.random.default_rng(seed)

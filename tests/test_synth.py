@@ -322,7 +322,12 @@ def test_tables_only_and_existing_folder(tmp_path):
     assert len(_read(root, "slides.csv")) >= 6
     with pytest.raises(FileExistsError, match="overwrite"):
         make_cohort(tmp_path, n_patients=6, seed=0, slides=False, progress=False)
-    make_cohort(tmp_path, n_patients=6, seed=1, slides=False, progress=False, overwrite=True)
+    make_cohort(tmp_path, n_patients=6, seed=1, slide_size=512, progress=False, overwrite=True)
+    assert len(list((root / "slides").iterdir())) == len(_read(root, "slides.csv"))
+    # Overwriting with fewer slides leaves no stale slide or mask behind.
+    make_cohort(tmp_path, n_patients=4, seed=1, slide_size=512, progress=False, overwrite=True)
+    assert len(list((root / "slides").iterdir())) == len(_read(root, "slides.csv")) == 4
+    assert len(list((root / "truth" / "masks").iterdir())) == 4
     with pytest.raises(ValueError, match="n_patients must be at least 4"):
         make_cohort(tmp_path / "x", n_patients=2)
     with pytest.raises(ValueError, match="tiff_fraction"):

@@ -227,3 +227,12 @@ def test_scaled_decode_of_rgb_jpeg_keeps_colours():
     reduced = np.asarray(Image.fromarray(full).reduce(2))
     # Decoding RGB components as YCbCr would be off by tens of grey levels.
     assert half.shape == (32, 32, 3) and np.abs(reduced.astype(np.int16) - half).mean() < 1
+
+
+def test_no_tissue_gives_an_empty_grid(slides):
+    paths, _ = slides
+    with open_slide(paths["svs20"]) as slide:
+        tissue = TissueMask(np.zeros((64, 64), bool), 16.0, params={}, dimensions=slide.dimensions)
+        grid = tile_grid(slide, tissue)
+        assert len(grid) == 0 and grid.coords.shape == (0, 2)
+        assert list(read_tiles(slide, grid)) == []

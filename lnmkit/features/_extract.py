@@ -21,8 +21,8 @@ import pandas as pd
 
 from lnmkit._io import atomic_path, atomic_write_text
 from lnmkit._version import __version__
-from lnmkit.exceptions import ExtractionError, FeatureBagError
-from lnmkit.features._bags import FeatureBag, read_bag, write_bag
+from lnmkit.exceptions import ExtractionError
+from lnmkit.features._bags import FeatureBag, write_bag
 from lnmkit.features._featureset import MANIFEST_COLUMNS, FeatureSet, read_manifest
 from lnmkit.features._hashing import params_hash
 from lnmkit.features._registry import TileEncoder, get_encoder
@@ -212,6 +212,8 @@ def _process_slide(task, encoder=None) -> dict:
                  "slide_id": task["slide_id"], "patient_id": task["patient_id"],
                  "source_path": str(task["path"]), "params_hash": task["params_hash"],
                  "lnmkit_version": __version__}
+        if type(encoder).feature_names is not TileEncoder.feature_names:
+            attrs["feature_names"] = [str(n) for n in encoder.feature_names]
         write_bag(root / "h5" / f"{task['slide_id']}.h5", FeatureBag(features, coords, attrs))
         row["n_tiles"] = int(len(features))
         if len(features):
@@ -261,10 +263,18 @@ def _is_done(row, bag_path, phash):
         return False
     if row["status"] == "empty":
         return True
+    import h5py
+
     try:
-        return read_bag(bag_path).attrs.get("params_hash") == phash
-    except FeatureBagError:
+        # Attributes only: rereading every finished bag's features would make resuming slow.
+        with h5py.File(bag_path, "r") as f:
+            stored = f.attrs.get("params_hash")
+            complete = "features" in f and "coords" in f
+    except OSError:
         return False
+    if isinstance(stored, bytes):
+        stored = stored.decode()
+    return complete and stored == phash
 
 
 def _write_manifest(path, rows):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import numbers
 
@@ -18,6 +19,20 @@ from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
 from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
 
 __all__ = ["MILClassifier", "percentile_rank"]
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    """Temporarily set torch's intra-op thread count (None leaves it alone)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 # Bags are grouped for inference until the padded batch holds this many tiles.
 _EVAL_TILE_BUDGET = 65536
@@ -89,6 +104,12 @@ class MILClassifier(BaseEstimator):
         CLAM-SB only.
     bag_weight : float, default=0.7
         CLAM-SB only: weight of the bag loss (instance loss gets the rest).
+    n_threads : int or None, default=1
+        Torch intra-op threads while fitting and predicting. MIL steps are many
+        small matrix products; on shared or busy CPUs a second thread mostly
+        adds synchronisation cost (often several times slower), so one thread
+        is the default. Use more for large bags on an idle machine, or None to
+        keep torch's global setting.
     verbose : bool, default=False
         Show a progress bar over epochs.
 
@@ -129,6 +150,7 @@ class MILClassifier(BaseEstimator):
         k_instances=8,
         instance_loss="svm",
         bag_weight=0.7,
+        n_threads=1,
         verbose=False,
     ):
         self.arch = arch
@@ -149,6 +171,7 @@ class MILClassifier(BaseEstimator):
         self.k_instances = k_instances
         self.instance_loss = instance_loss
         self.bag_weight = bag_weight
+        self.n_threads = n_threads
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -174,6 +197,8 @@ class MILClassifier(BaseEstimator):
         _check("random_state", self.random_state, int, 0)
         _check("k_instances", self.k_instances, int, 1)
         _check("bag_weight", self.bag_weight, float, 0.0, 1.0)
+        if self.n_threads is not None:
+            _check("n_threads", self.n_threads, int, 1)
         if self.class_weight not in ("balanced", None):
             raise ValueError(
                 f"MILClassifier: class_weight must be 'balanced' or None; got {self.class_weight!r}."
@@ -245,7 +270,7 @@ class MILClassifier(BaseEstimator):
         self.val_patients_ = [pids[i] for i in val_idx]
         weights = self._class_weights(targets, train_idx, tasks)
 
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _torch_threads(self.n_threads):
             torch.manual_seed(self.random_state)
             model = self._build(self.n_features_in_, tasks)
             self._train(model, scaled, targets, weights, train_idx, val_idx, rng)
@@ -400,7 +425,8 @@ class MILClassifier(BaseEstimator):
                     f"per tile; the model was fitted on {self.n_features_in_}. Use bags from the same encoder."
                 )
         pids = list(bags)
-        outs = self._forward_many(self.model_, [self._scale(bags[p].features) for p in pids], with_tiles)
+        with _torch_threads(self.n_threads):
+            outs = self._forward_many(self.model_, [self._scale(bags[p].features) for p in pids], with_tiles)
         return bags, pids, outs
 
     def _scores_frame(self, pids, outs):

@@ -61,7 +61,7 @@ def mask_to_polygons(mask, downsample, tolerance=0.75):
         One entry per region: its closed exterior ring then its hole rings, each
         as float ``(x, y)`` level-0 pixel coordinates.
     """
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     polygons = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -76,7 +76,7 @@ def mask_to_polygons(mask, downsample, tolerance=0.75):
         if exterior is None:
             continue
         rings = [exterior]
-        holes, hole_count = ndimage.label(filled & ~region)
+        holes, _ = ndimage.label(filled & ~region)
         for hole_box_index, hole_box in enumerate(ndimage.find_objects(holes), start=1):
             hole = holes[hole_box] == hole_box_index
             contour = _outer_contour(hole)

@@ -127,7 +127,10 @@ class JpegLevel:
             self._fd = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except OSError:
+            pass
 
 
 class DecodedTiles:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
@@ -18,7 +19,8 @@ from lnmkit.slides._polygons import (
 
 __all__ = ["segment_tissue", "TissueMask", "DEFAULT_TISSUE_PARAMS"]
 
-DEFAULT_TISSUE_PARAMS = {
+# Read-only: the defaults are also hashed into feature-extraction run names.
+DEFAULT_TISSUE_PARAMS = MappingProxyType({
     "mpp": 8.0,
     "median_um": 50.0,
     "threshold": None,
@@ -29,25 +31,26 @@ DEFAULT_TISSUE_PARAMS = {
     "exclude_pen": True,
     "pen_dilation_um": 24.0,
     "black_value": 100,
-}
+})
 
 
 def _hsv(image):
     """Hue (degrees), saturation (0-255) and value (0-255) as float32."""
-    rgb = image.astype(np.float32)
-    high = rgb.max(axis=2)
-    low = rgb.min(axis=2)
-    delta = high - low
-    saturation = np.where(high > 0, delta / np.maximum(high, 1e-6), 0.0) * 255.0
-    safe = np.maximum(delta, 1e-6)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(high == red, ((green - blue) / safe) % 6.0,
-                   np.where(high == green, (blue - red) / safe + 2.0, (red - green) / safe + 4.0))
-    hue = np.where(delta > 0, hue * 60.0, 0.0)
-    return hue.astype(np.float32), saturation.astype(np.float32), high
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+    high = np.maximum(np.maximum(red, green), blue)
+    low = np.minimum(np.minimum(red, green), blue)
+    value = high.astype(np.float32)
+    delta = value - low
+    saturation = delta * 255.0 / np.maximum(value, 1.0)
+    safe = np.maximum(delta, 1.0)
+    red, green, blue = (channel.astype(np.float32) for channel in (red, green, blue))
+    hue = np.where(high == image[..., 0], ((green - blue) / safe) % 6.0,
+                   np.where(high == image[..., 1], (blue - red) / safe + 2.0, (red - green) / safe + 4.0))
+    hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
+    return hue, saturation, value
 
 
-def pen_mask(image, black_value=100):
+def pen_mask(image, black_value=100, hsv=None):
     """Pixels covered by blue, green or black marker ink.
 
     H&E is pink to purple: eosin near hue 330-360 degrees, haematoxylin near
@@ -61,12 +64,14 @@ def pen_mask(image, black_value=100):
     black_value : int, default=100
         Pixels whose brightest channel is at most this, with saturation below 0.3,
         are black ink.
+    hsv : tuple of ndarray, optional
+        Hue, saturation and value of ``image`` when already computed.
 
     Returns
     -------
     ndarray of shape (h, w), dtype bool
     """
-    hue, saturation, value = _hsv(image)
+    hue, saturation, value = hsv if hsv is not None else _hsv(image)
     red, green, blue_ = (image[..., i].astype(np.int16) for i in range(3))
     blue = ((hue >= 180) & (hue <= 245) & (saturation >= 0.4 * 255) & (blue_ - red >= 50)
             & (green >= red - 10))
@@ -181,12 +186,13 @@ def segment_tissue(slide, **params):
     def pixels(microns):
         return microns / mask_mpp
 
-    _, saturation, value = _hsv(image)
+    hsv = _hsv(image)
     size = max(1, int(round(pixels(p["median_um"]))) | 1)
-    blurred = ndimage.median_filter(np.clip(saturation, 0, 255).astype(np.uint8), size=size)
+    saturation = np.clip(np.rint(hsv[1]), 0, 255).astype(np.uint8)
+    blurred = filters.rank.median(saturation, footprint=np.ones((size, size), dtype=bool))
     pen = np.zeros(blurred.shape, dtype=bool)
     if p["exclude_pen"]:
-        pen = pen_mask(image, p["black_value"])
+        pen = pen_mask(image, p["black_value"], hsv=hsv)
         radius = int(round(pixels(p["pen_dilation_um"])))
         if pen.any() and radius > 0:
             pen = ndimage.binary_dilation(pen, structure=morphology.disk(radius))

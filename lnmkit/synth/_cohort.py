@@ -149,7 +149,7 @@ def _plan_tumour(rng, kind, tissue, mask_px_um, morph):
 
 
 def _block_fraction(mask, factor):
-    """Mean of ``mask`` over factor x factor blocks (factor may be fractional >= 1 only if integer)."""
+    """Mean of ``mask`` over blocks of ``factor`` x ``factor`` pixels (an integer)."""
     f = int(round(factor))
     h, w = mask.shape[0] // f, mask.shape[1] // f
     return mask[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3))
@@ -168,8 +168,9 @@ def _make_slide(out_dir, row, seed_seq, slide_size, kind, morph, workers, mask_d
     planned, regions = _plan_tumour(rng, kind, tissue_grid, mask_downsample * mpp, morph)
     rgb, _, tumour = _render_canvas(canvas_shape, s_render, planned if planned.any() else None,
                                     bool(row["pen_mark"]), layout=outline)
-    # The saved mask is what was drawn: tumour canvas pixels summarised per mask cell.
-    cell = mask_downsample * mpp / RENDER_MPP
+    # The saved mask is what was drawn: tumour pixels (on the renderer's 1 µm/px grid,
+    # twice as coarse as the canvas) summarised per mask cell.
+    cell = mask_downsample * mpp / RENDER_MPP / 2
     if tumour.any():
         if abs(cell - round(cell)) < 1e-9 and cell >= 1:
             drawn = _block_fraction(tumour, cell) >= 0.5
@@ -240,7 +241,8 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     workers : int, default=1
         Threads used by tifffile to encode the JPEG tiles of one slide.
     overwrite : bool, default=False
-        Allow writing into a folder that already holds a cohort.
+        Allow writing into a folder that already holds a cohort. Slide and mask
+        files of an earlier run that the new cohort does not list are removed.
     progress : bool, default=True
         Show a progress bar over slides.
 
@@ -309,6 +311,7 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
                 slide_truth[futures[future]] = future.result()
                 bar.update()
         slide_truth = {sid: slide_truth[sid] for sid in plan["slide_id"]}
+    _remove_stale(out_dir, plan, slide_truth)
 
     _write_csv(clinical.reset_index()[_TABLE_COLUMNS["clinical"]], out_dir / "clinical.csv")
     _write_csv(radiology[_TABLE_COLUMNS["radiology_nodes"]], out_dir / "radiology_nodes.csv")
@@ -334,6 +337,18 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     }
     atomic_write_text(truth_dir / "truth.json", json.dumps(truth, indent=2, default=_json_default) + "\n")
     return out_dir
+
+
+def _remove_stale(out_dir, plan, slide_truth):
+    """Delete slides and masks left by an earlier run into the same folder."""
+    keep = {out_dir / p for p in plan["path"]} if slide_truth else set()
+    for path in (out_dir / "slides").glob("*"):
+        if path.suffix in (".svs", ".tiff") and path not in keep:
+            path.unlink()
+    keep_masks = {out_dir / "truth" / e["mask"] for e in slide_truth.values()}
+    for path in (out_dir / "truth" / "masks").glob("*.png"):
+        if path not in keep_masks:
+            path.unlink()
 
 
 def _json_default(value):

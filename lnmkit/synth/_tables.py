@@ -12,7 +12,7 @@ import pandas as pd
 
 from lnmkit.synth._truth import CENSORING, OS_MODEL, OTC_MODEL, PN_MODEL, RECURRENCE_MODEL
 
-__all__ = ["draw_patients", "clinical_table", "radiology_table", "outcomes_table", "GASTRIC_STATIONS"]
+__all__ = ["draw_patients", "pn_design", "clinical_table", "radiology_table", "outcomes_table", "GASTRIC_STATIONS"]
 
 #: JGCA regional lymph node stations of the stomach, with relative frequencies of
 #: imaged nodes.

@@ -6,11 +6,13 @@ holds a haematoxylin and an eosin concentration, and the RGB colour is
 the reference of Macenko stain normalisation. Colour-deconvolution descriptors
 therefore see realistic stain channels.
 
-Everything is rendered on a canvas at 0.5 µm per pixel (20x) and resized to the
+Tissue is rendered on a canvas at 0.5 µm per pixel (20x) and resized to the
 requested resolution at the end, so that a nucleus has the same physical size on
-a 40x and on a 20x slide. Smooth fields (tissue outline, gland layout, fibres) are
-drawn at a lower resolution and upsampled; nuclei are stamped from a bank of
-pre-rendered sprites with vectorised, overlap-free placement.
+a 40x and on a 20x slide. Everything but the nuclei (tissue outline, compartments,
+fibres, stain variation) is computed on a 1 µm/px grid and upsampled; noise fields
+are drawn on coarse lattices and interpolated with separable matrix products; nuclei
+are stamped at full resolution from a bank of pre-rendered sprites with vectorised,
+overlap-free placement.
 
 Normal tissue: pink stroma with fibre texture and sparse spindle and lymphocyte
 nuclei, regular glands (white lumen, epithelial lining with small oval nuclei),
@@ -44,16 +46,19 @@ _E_MAX = 1.6
 # Compartments of the canvas. Normal glands have a basal band (nuclei lined up along
 # the basement membrane) and an apical band (cytoplasm); tumour epithelium has lost
 # that polarity.
-_BACKGROUND, _LUMEN, _STROMA, _EPI_APICAL, _EPI_BASAL, _T_STROMA, _T_EPITHELIUM, _LAMINA = range(8)
-_N_COMPARTMENTS = 8
+_BACKGROUND, _LUMEN, _STROMA, _EPI_APICAL, _EPI_BASAL, _T_STROMA, _T_EPITHELIUM, _LAMINA, _T_LINING = range(9)
+_N_COMPARTMENTS = 9
 
 # Probability that a candidate nucleus position (one per 144 px^2 of canvas) holds a
 # nucleus, by compartment.
-_NUCLEUS_PROB = np.array([0.0, 0.0, 0.05, 0.10, 1.0, 0.12, 0.85, 0.16], dtype=np.float32)
+_NUCLEUS_PROB = np.array([0.0, 0.0, 0.05, 0.10, 1.0, 0.12, 0.75, 0.16, 1.0], dtype=np.float32)
 # Eosin and haematoxylin concentrations of each compartment's background (cytoplasm,
 # extracellular matrix).
-_BASE_E = np.array([0.0, 0.03, 0.58, 0.24, 0.36, 0.52, 0.36, 0.45], dtype=np.float32)
-_BASE_H = np.array([0.0, 0.01, 0.04, 0.09, 0.17, 0.07, 0.26, 0.07], dtype=np.float32)
+_BASE_E = np.array([0.0, 0.03, 0.58, 0.24, 0.36, 0.52, 0.36, 0.45, 0.34], dtype=np.float32)
+_BASE_H = np.array([0.0, 0.01, 0.04, 0.09, 0.17, 0.07, 0.26, 0.07, 0.28], dtype=np.float32)
+# Share of eosin kept (x 256) under a nucleus, by the nucleus's haematoxylin index:
+# 1 - 1.3 min(c_H, 0.5), so that dense nuclei keep 35 % of the eosin.
+_EOSIN_KEPT = np.round(256 * (1 - 1.3 * np.minimum(np.arange(256) * (_H_MAX / 255), 0.5))).astype(np.uint16)
 
 
 @functools.lru_cache(maxsize=64)
@@ -193,7 +198,8 @@ def _ellipse_sprite(rng, a, b, peak, *, irregular=0.0, chromatin=0.1, nucleolus=
 def _sprite_bank(seed):
     """Nucleus sprites for every compartment, and each compartment's index range.
 
-    Returns ``(bank, ranges)``: ``bank`` float32 (K, S*S) and ``ranges`` int (8, 2)
+    Returns ``(bank, ranges)``: ``bank`` uint8 (K, S*S) haematoxylin lookup-table
+    indices and ``ranges`` int (9, 2)
     of [start, stop) rows of ``bank`` to draw from for each compartment.
     """
     rng = np.random.default_rng(seed)
@@ -212,24 +218,27 @@ def _sprite_bank(seed):
         _EPI_BASAL: epithelial + lympho[:4],
         _T_STROMA: spindle + lympho,
         _T_EPITHELIUM: tumour,
+        _T_LINING: tumour,
         _LAMINA: lympho * 2 + spindle[:16],  # lamina propria: mostly lymphocytes
     }
     bank, ranges = [], np.zeros((_N_COMPARTMENTS, 2), dtype=np.int64)
     for comp, sprites in groups.items():
         ranges[comp] = (len(bank), len(bank) + len(sprites))
         bank.extend(sprites)
-    return np.stack(bank).reshape(len(bank), -1), ranges
+    # Stored as 8-bit haematoxylin indices of the stain lookup table.
+    levels = np.round(np.stack(bank).reshape(len(bank), -1) * ((_LUT_LEVELS - 1) / _H_MAX))
+    return np.clip(levels, 0, _LUT_LEVELS - 1).astype(np.uint8), ranges
 
 
 def _stamp_nuclei(rng, shape, compartment, unit, bank, ranges):
-    """Haematoxylin field of all nuclei: maximum of sprites placed without overlap per pass.
+    """Haematoxylin index (uint8) of all nuclei: maximum of sprites placed without overlap per pass.
 
     ``compartment`` is given on a grid ``unit`` times coarser than ``shape``.
     """
     h, w = shape
     s = _SPRITE
     ch_, cw_ = compartment.shape
-    field = np.zeros(h * w, dtype=np.float32)
+    field = np.zeros(h * w, dtype=np.uint8)
     offsets = (np.arange(s)[:, None] * w + np.arange(s)[None, :]).ravel()
     step = 2 * s  # candidates of one pass are 2 sprites apart, so jitter of +-s/2 never overlaps
     lattice = s // 2
@@ -336,7 +345,8 @@ def _compartments(rng, shape, tissue, tumour, unit):
         t_glands += 0.35 * _tiled_noise(rng, shape, 7 / unit, 1024 // unit)
         t_comp = np.full(shape, _T_EPITHELIUM, dtype=np.int8)
         t_comp[t_glands < -0.8] = _T_STROMA
-        t_comp[t_glands > 1.5] = _LUMEN
+        t_comp[t_glands > 0.85] = _T_LINING  # crowded nuclei lining the neoplastic glands
+        t_comp[t_glands > 1.4] = _LUMEN
         comp = np.where(tumour, t_comp, comp)
     comp[~tissue] = _BACKGROUND
     return comp
@@ -354,8 +364,9 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
     Everything but the nuclei is computed on a grid twice as coarse (1 µm/px) and
     upsampled; nuclei are stamped at full canvas resolution.
 
-    Returns ``(rgb, tissue, tumour)``: uint8 (h, w, 3) and two bool (h, w) masks
-    (tissue excludes lumens and background; tumour is where tumour was drawn).
+    Returns ``(rgb, tissue, tumour)``: uint8 (h, w, 3) and two bool masks on the
+    coarse grid, ``(ceil(h / 2), ceil(w / 2))`` (tissue excludes lumens and
+    background; tumour is where tumour was drawn).
     """
     h, w = shape
     unit = 2
@@ -400,40 +411,43 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
     grain *= in_tissue
     ce += grain
     ch += grain * (comp > _LUMEN)
-    np.maximum(ce, 0.0, out=ce)
-    np.maximum(ch, 0.0, out=ch)
-    ce = _resize_float(ce, shape)
-    ch = _resize_float(ch, shape)
+    # From here on stains are 8-bit indices of the lookup table: the full-resolution
+    # steps then move 1-2 bytes per pixel instead of 4.
+    ce *= (_LUT_LEVELS - 1) / _E_MAX
+    ch *= (_LUT_LEVELS - 1) / _H_MAX
+    ce_up = _upsample_u8(ce, shape)
+    ch_up = _upsample_u8(ch, shape)
+    del ce, ch
 
     bank, ranges = _sprite_bank(int(seeds[2].generate_state(1)[0]) % 4)
     nuclei = _stamp_nuclei(rng, shape, comp, unit, bank, ranges)
+    index = np.maximum(ch_up, nuclei).astype(np.uint16)
+    index <<= 8
     # Nuclei displace cytoplasm and matrix: less eosin under them.
-    ch = np.maximum(ch, nuclei)  # PIL's output is read-only: allocate here
-    np.minimum(nuclei, 0.5, out=nuclei)
-    nuclei *= -1.3
-    nuclei += 1.0
-    ce = ce * nuclei
+    eosin = _EOSIN_KEPT.take(nuclei)
     del nuclei
+    eosin *= ce_up
+    eosin >>= 8
+    index |= eosin
+    del eosin, ce_up, ch_up
 
     rng_slide = np.random.default_rng(seeds[3])
     lut = _stain_lut(round(float(rng_slide.uniform(0.85, 1.15)), 2), round(float(rng_slide.uniform(0.85, 1.15)), 2))
-    ch *= (_LUT_LEVELS - 1) / _H_MAX
-    np.minimum(ch, _LUT_LEVELS - 1, out=ch)
-    ce *= (_LUT_LEVELS - 1) / _E_MAX
-    np.minimum(ce, _LUT_LEVELS - 1, out=ce)
-    index = ch.astype(np.int32)
-    index *= _LUT_LEVELS
-    index += ce.astype(np.int32)
-    del ch, ce
     rgb = lut.reshape(-1, 3).take(index, axis=0)
     del index
     if pen_mark:
         pen = _pen_mark(rng_slide, shape)
         ink = np.array([[40, 130, 70], [40, 60, 150], [35, 35, 45]], dtype=np.float32)[rng_slide.integers(3)]
         rgb[pen] = (0.25 * rgb[pen] + 0.75 * ink).astype(np.uint8)
-    tissue_full = _resize_mask(comp > _LUMEN, shape)
-    tumour_full = np.zeros(shape, dtype=bool) if tumour is None else _resize_mask(tumour, shape)
-    return rgb, tissue_full, tumour_full
+    return rgb, comp > _LUMEN, tumour if tumour is not None else np.zeros(lo, dtype=bool)
+
+
+def _upsample_u8(field, shape):
+    """Clip a float field to [0, 255], round to uint8 and upsample it bilinearly."""
+    q = np.clip(field, 0, _LUT_LEVELS - 1)
+    q += 0.5
+    img = Image.fromarray(q.astype(np.uint8)).resize((shape[1], shape[0]), Image.BILINEAR)
+    return np.asarray(img)
 
 
 def _canvas_shape(size, mpp):
@@ -492,5 +506,5 @@ def make_tissue_image(size, seed, tumour_mask=None, *, mpp=RENDER_MPP, pen_mark=
     canvas = _canvas_shape(size, mpp)
     rgb, tissue, _ = _render_canvas(canvas, seed, tumour_mask, pen_mark)
     rgb = _resize_rgb(rgb, size)
-    tissue = _resize_mask(tissue, size) if tissue.shape != tuple(size) else tissue
+    tissue = _resize_mask(tissue, size)
     return rgb, tissue

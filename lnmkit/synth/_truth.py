@@ -76,7 +76,7 @@ RECURRENCE_MODEL = {
 CENSORING = {"administrative_months": [24.0, 120.0], "dropout_rate_per_month": 1.0 / 400.0}
 
 
-@dataclass
+@dataclass(eq=False)
 class PlantedMask:
     """Where a synthetic slide holds the planted tumour morphology.
 

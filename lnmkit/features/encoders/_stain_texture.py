@@ -289,11 +289,10 @@ class StainTextureEncoder(TileEncoder):
         # Planar (B, P) channel arrays: (N, 3) @ (3, 3) products are slow in numpy.
         planes = np.ascontiguousarray(tiles.reshape(b, -1, 3).transpose(2, 0, 1))
         red, green, blue = (_OD_LUT[plane] for plane in planes)
-        m = _STAIN_FROM_OD
-        h = np.maximum(red * m[0, 0] + green * m[1, 0] + blue * m[2, 0], 0)
-        e = np.maximum(red * m[0, 1] + green * m[1, 1] + blue * m[2, 1], 0)
-        residual = red * m[0, 2] + green * m[1, 2] + blue * m[2, 2]
-        od_norm = np.sqrt(red * red + green * green + blue * blue)
+        h, e, residual = (_mix(red, green, blue, _STAIN_FROM_OD[:, k]) for k in range(3))
+        np.maximum(h, 0, out=h)
+        np.maximum(e, 0, out=e)
+        od_norm = _mix(red, green, blue, None)
         tissue = od_norm >= _BACKGROUND_OD
         w = tissue.astype(np.float32)
         n_tissue = np.count_nonzero(tissue, axis=1).astype(np.float64)
@@ -338,6 +337,19 @@ class StainTextureEncoder(TileEncoder):
         e_rms, _ = _haar(grid(e), weight)
         cols += h_rms + e_rms + h_aniso
         return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=1).astype(np.float32)
+
+
+def _mix(red, green, blue, weights):
+    """``w0 r + w1 g + w2 b`` (or the Euclidean norm when ``weights`` is None), in place."""
+    if weights is None:
+        out = np.square(red)
+        out += np.square(green)
+        out += np.square(blue)
+        return np.sqrt(out, out=out)
+    out = red * weights[0]
+    out += green * weights[1]
+    out += blue * weights[2]
+    return out
 
 
 def _pool2(img, mask):
