@@ -55,7 +55,10 @@ def synth(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)
     truth = load_truth(root)
-    typer.echo(f"wrote {n_patients} patients and {len(truth['slides'])} slides to {root}")
+    kinds = [entry["kind"] for entry in truth["slides"].values()]
+    typer.echo(f"wrote {n_patients} patients and {len(kinds)} slides to {root} "
+               f"({kinds.count('pn_positive')} slides with planted tumour, {kinds.count('otc')} with "
+               f"occult foci only; ground truth in {root / 'truth'})")
 
 
 @app.command()

@@ -19,6 +19,7 @@ __all__ = [
     "FeatureBagError",
     "ExtractionError",
     "NotFittedError",
+    "MILInputError",
     "NodeTableError",
     "RadiologyImageError",
     "ImageGeometryError",
@@ -103,6 +104,12 @@ class ExtractionError(LnmkitError, RuntimeError):
 
 class NotFittedError(LnmkitError, ValueError, AttributeError):
     """An estimator was used before ``fit`` was called."""
+
+
+class MILInputError(LnmkitError, ValueError):
+    """Bags or outcomes given to ``lnmkit.mil`` are unusable (empty or non-finite bag,
+    mismatched feature dimension, missing or invalid outcome); the message names the
+    patient, column and value."""
 
 
 class NodeTableError(LnmkitError, ValueError):

@@ -276,3 +276,59 @@ def test_input_errors(cohort):
         MILClassifier().fit({"a": np.full((3, D), np.nan), "b": np.ones((3, D))}, y)
     with pytest.raises(NotFittedError, match="call fit"):
         MILClassifier().predict(bags)
+
+
+def _fake_feature_run(cohort_dir, run_dir, dim=6, seed=0):
+    """Feature bags for every slide of a tables-only cohort: planted signal in pN+ patients."""
+    import json as _json
+
+    from lnmkit.features import FeatureBag, write_bag
+
+    rng = np.random.default_rng(seed)
+    slides = pd.read_csv(cohort_dir / "slides.csv", dtype=str)
+    outcomes = pd.read_csv(cohort_dir / "outcomes.csv", dtype={"patient_id": str}).set_index("patient_id")
+    rows = []
+    for sid, pid, rel in zip(slides.slide_id, slides.patient_id, slides.path):
+        (cohort_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cohort_dir / rel).touch()  # the cohort loader checks that slide files exist; MIL never reads them
+        n = int(rng.integers(12, 40))
+        feats = rng.normal(size=(n, dim)).astype(np.float32)
+        if outcomes.loc[pid, "pn_status"] == "pN+":
+            feats[: n // 4, :2] += 2.5
+        coords = np.stack([np.arange(n) * 448, np.zeros(n, int)], 1).astype(np.int64)
+        attrs = {"slide_id": sid, "patient_id": pid, "tile_size_level0": 448, "mpp": 0.5, "tile_size": 224,
+                 "encoder": "test", "encoder_version": "0"}
+        write_bag(run_dir / "h5" / f"{sid}.h5", FeatureBag(feats, coords, attrs))
+        rows.append({"slide_id": sid, "patient_id": pid, "status": "ok", "n_tiles": n, "seconds": 0.0, "error": ""})
+    pd.DataFrame(rows).to_csv(run_dir / "manifest.csv", index=False)
+    (run_dir / "params.json").write_text(_json.dumps({"encoder": {"name": "test", "dim": dim}}))
+
+
+def test_cli_mil_writes_every_output(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from lnmkit.cli import app
+    from lnmkit.synth import make_cohort
+
+    cohort_dir = make_cohort(tmp_path / "cohort", n_patients=24, seed=1, slides=False, progress=False)
+    _fake_feature_run(cohort_dir, tmp_path / "features" / "run")
+    result = CliRunner().invoke(app, ["mil", str(tmp_path / "features"), "--cohort", str(cohort_dir),
+                                      "--out", str(tmp_path / "out"), "--arch", "gated-abmil",
+                                      "--n-splits", "3", "--max-epochs", "4"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    oof = pd.read_csv(out / "oof_scores.csv", dtype={"patient_id": str})
+    assert list(oof.columns[:3]) == ["patient_id", "lnm_score", "otc_score"] and len(oof) == 24
+    metrics = _json.loads((out / "metrics.json").read_text())
+    assert metrics["arch"] == "gated-abmil" and 0 <= metrics["auc"]["lnm"]["auc"] <= 1
+    assert "attention_localisation" not in metrics  # tables-only cohort: no planted masks
+    slides = pd.read_csv(cohort_dir / "slides.csv", dtype=str)
+    for sid in slides.slide_id:
+        att = pd.read_csv(out / "attention" / f"{sid}.csv")
+        assert list(att.columns[:4]) == ["x", "y", "attention", "attention_pct"]
+    assert all((out / "models" / f"fold_{k}" / "config.json").is_file() for k in range(3))
+    bad = CliRunner().invoke(app, ["mil", str(tmp_path / "nowhere"), "--cohort", str(cohort_dir),
+                                   "--out", str(tmp_path / "o2")])
+    assert bad.exit_code != 0 and "error" in bad.output

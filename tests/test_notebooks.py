@@ -29,6 +29,8 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Notebooks that take longer than the others to execute; each gets a longer cell timeout.
 CELL_TIMEOUT_S = {"mil_attention.ipynb": 900}
 DEFAULT_CELL_TIMEOUT_S = 300
+# Code that draws a matplotlib figure: lnmkit's plot methods, plot_node, pyplot figures.
+_DRAWS = re.compile(r"\.plot\(|\bplot_node\(|\bplt\.(subplots|figure|imshow)\(")
 
 
 def _ids(paths):
@@ -45,28 +47,30 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _requirement_name(spec: str) -> str:
-    return _normalise(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec).group(1))
-
-
 @lru_cache(maxsize=1)
 def _allowed_distributions() -> frozenset[str]:
-    """lnmkit's declared dependencies (with the test extra) and everything they require."""
+    """lnmkit's declared dependencies (with the test extra) and everything they require here."""
+    from packaging.requirements import Requirement
+
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    todo = [*project["dependencies"], *project.get("optional-dependencies", {}).get("test", [])]
-    todo = [_requirement_name(spec) for spec in todo]
+    todo = [Requirement(spec) for spec in
+            [*project["dependencies"], *project.get("optional-dependencies", {}).get("test", [])]]
     seen = set()
     while todo:
-        name = todo.pop()
+        req = todo.pop()
+        name = _normalise(req.name)
         if name in seen:
             continue
         seen.add(name)
         try:
-            requires = metadata.requires(name) or []
+            requires = metadata.requires(req.name) or []
         except metadata.PackageNotFoundError:
             continue
-        # only unconditional requirements: extras and other platforms are not guaranteed
-        todo += [_requirement_name(r) for r in requires if ";" not in r]
+        extras = [*req.extras, ""]
+        for spec in map(Requirement, requires):
+            # markers decide: the requested extras and this platform, as pip resolved them
+            if spec.marker is None or any(spec.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(spec)
     return frozenset(seen)
 
 
@@ -206,15 +210,22 @@ def test_notebook_executes(path, kernel_env, tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_env))
     monkeypatch.setenv("MPLBACKEND", "agg")   # before %matplotlib inline switches it; never a GUI window
     nb = _read(path)
+    # the kernel must run this interpreter's environment (the lnmkit under test)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.prefix)"))
     client = nbclient.NotebookClient(
         nb, timeout=CELL_TIMEOUT_S.get(path.name, DEFAULT_CELL_TIMEOUT_S), kernel_name="python3",
         startup_timeout=180, resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()   # raises CellExecutionError naming the failing cell and its traceback
 
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    errors = [o for o in outputs if o.output_type == "error"]
-    assert not errors, f"{path.name}: error outputs {errors}"
-    figures = [o for o in outputs if "image/png" in o.get("data", {})]
-    if any("plot" in c.source or "plt." in c.source for c in nb.cells if c.cell_type == "code"):
-        assert figures, f"{path.name} draws figures but none was displayed inline"
+    probe = nb.cells.pop()
+    assert "".join(o.get("text", "") for o in probe.outputs).strip() == sys.prefix, (
+        f"the notebook kernel ran in another environment: {probe.outputs}")
+    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    errors = [(i, o.ename) for i, c in code_cells for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: error outputs in cells {errors}"
+    # A figure that is drawn but never shown is a silent failure in JupyterLab: e.g. a
+    # pyplot-free Figure assigned to a variable instead of returned or drawn into an ax.
+    hidden = [i for i, c in code_cells if _DRAWS.search(c.source)
+              and not any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert not hidden, f"{path.name}: cells {hidden} draw a figure that is not displayed inline"

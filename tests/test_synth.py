@@ -278,6 +278,24 @@ def test_planted_masks_mark_the_tumour_morphology(synthetic_cohort_dir):
     assert checked >= 3
 
 
+@pytest.mark.parametrize("layout", ["svs", "tiff"])
+def test_write_slide_upsampled_level0_matches_full_resize(tmp_path, layout):
+    from PIL import Image
+
+    from lnmkit.synth import write_slide
+
+    rgb, _ = make_tissue_image((200, 300), seed=1)  # level 0 600 x 400: partial edge tiles
+    up = write_slide(tmp_path / f"up.{layout}", rgb, 0.25, layout=layout, upsample=2, min_level_size=32)
+    full = np.asarray(Image.fromarray(rgb).resize((600, 400), Image.BILINEAR))
+    ref = write_slide(tmp_path / f"ref.{layout}", full, 0.25, layout=layout, min_level_size=32)
+    with openslide.OpenSlide(str(up)) as a, openslide.OpenSlide(str(ref)) as b:
+        assert a.level_dimensions == b.level_dimensions and a.dimensions == (600, 400)
+        for level in range(a.level_count):
+            pa = np.asarray(a.read_region((0, 0), level, a.level_dimensions[level]).convert("RGB"), dtype=int)
+            pb = np.asarray(b.read_region((0, 0), level, b.level_dimensions[level]).convert("RGB"), dtype=int)
+            assert np.abs(pa - pb).mean() < 2.0, level
+
+
 def test_tile_labels_are_area_fractions():
     mask = np.zeros((10, 10), dtype=bool)
     mask[2:6, 3:7] = True

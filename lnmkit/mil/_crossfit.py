@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
+from lnmkit.exceptions import MILInputError
 from lnmkit._io import atomic_path, atomic_write_text
 from lnmkit.mil._data import as_patient_bags, load_bags
 from lnmkit.mil._estimator import MILClassifier
@@ -284,7 +285,7 @@ def cross_fit(
     outcomes.index = outcomes.index.astype(str)
     missing = [p for p in bags if p not in outcomes.index]
     if missing:
-        raise ValueError(
+        raise MILInputError(
             f"cross_fit: {len(missing)} patient(s) with a bag have no outcome row, e.g. {missing[:5]}."
         )
     pids = list(bags)
@@ -294,7 +295,7 @@ def cross_fit(
     else:
         grp = pd.Series({p: groups[p] for p in pids}) if not isinstance(groups, pd.Series) else groups.reindex(pids)
         if grp.isna().any():
-            raise ValueError(f"cross_fit: groups has no value for patient(s) {grp.index[grp.isna()][:5].tolist()}.")
+            raise MILInputError(f"cross_fit: groups has no value for patient(s) {grp.index[grp.isna()][:5].tolist()}.")
     folds = make_folds(labels, grp, n_splits, random_state)
     template = estimator if estimator is not None else MILClassifier(random_state=random_state)
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lnmkit.exceptions import MILInputError
+
 __all__ = ["PatientBag", "as_patient_bags", "collate_bags", "length_bucketed_batches", "load_bags"]
 
 
@@ -50,12 +52,12 @@ class PatientBag:
         self.slide_attrs = tuple(dict(a) for a in self.slide_attrs)
         n = self.features.shape[0] if self.features.ndim == 2 else -1
         if self.features.ndim != 2:
-            raise ValueError(
+            raise MILInputError(
                 f"PatientBag {self.patient_id!r}: features must be 2-D (n_tiles, n_features); "
                 f"got shape {self.features.shape}."
             )
         if self.coords.shape[0] != n or self.slide_index.shape[0] != n:
-            raise ValueError(
+            raise MILInputError(
                 f"PatientBag {self.patient_id!r}: features has {n} rows but coords has "
                 f"{self.coords.shape[0]} and slide_index {self.slide_index.shape[0]}."
             )
@@ -117,7 +119,7 @@ def as_patient_bags(bags, index=None, where="bags"):
                 "or a y DataFrame indexed by patient_id in the same order."
             )
         if len(index) != len(bags):
-            raise ValueError(f"{where}: got {len(bags)} bags but {len(index)} patient ids.")
+            raise MILInputError(f"{where}: got {len(bags)} bags but {len(index)} patient ids.")
         items = list(zip(index, bags))
     else:
         raise TypeError(
@@ -138,21 +140,21 @@ def as_patient_bags(bags, index=None, where="bags"):
         else:
             pb = PatientBag.from_array(pid, bag)
         if pb.n_tiles == 0:
-            raise ValueError(f"{where}: patient {pid!r} has an empty bag (0 tiles); drop it.")
+            raise MILInputError(f"{where}: patient {pid!r} has an empty bag (0 tiles); drop it.")
         if dim is None:
             dim = pb.features.shape[1]
         elif pb.features.shape[1] != dim:
-            raise ValueError(
+            raise MILInputError(
                 f"{where}: patient {pid!r} has {pb.features.shape[1]} features per tile; "
                 f"other bags have {dim}. All bags must come from the same encoder."
             )
         if not np.isfinite(pb.features).all():
-            raise ValueError(
+            raise MILInputError(
                 f"{where}: patient {pid!r} has non-finite (NaN/inf) tile features; "
                 "re-extract the slide's features."
             )
         if pid in out:
-            raise ValueError(f"{where}: patient {pid!r} appears twice; merge its slides into one bag.")
+            raise MILInputError(f"{where}: patient {pid!r} appears twice; merge its slides into one bag.")
         out[pid] = pb
     return out
 
@@ -246,7 +248,7 @@ def load_bags(feature_set, cohort=None, patients=None, progress=True):
         bag = feature_set.bag(sid)
         pid = owner.get(sid) or str(bag.attrs.get("patient_id", "")) or None
         if pid is None:
-            raise ValueError(
+            raise MILInputError(
                 f"load_bags: slide {sid!r} has no patient_id in the cohort, the manifest or its "
                 "feature file; pass cohort= so slides can be mapped to patients."
             )

@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from lnmkit.exceptions import NotFittedError
+from lnmkit.exceptions import MILInputError, NotFittedError
 from lnmkit.mil._data import as_patient_bags, collate_bags, length_bucketed_batches
 from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
 from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
@@ -238,11 +238,11 @@ class MILClassifier(BaseEstimator):
                                where="MILClassifier.fit")
         pids = list(bags)
         if len(pids) < 2:
-            raise ValueError(f"MILClassifier.fit: needs at least 2 patients; got {len(pids)}.")
+            raise MILInputError(f"MILClassifier.fit: needs at least 2 patients; got {len(pids)}.")
         targets = encode_targets(y, pids, tasks, self.survival_endpoint)
         lnm = targets["lnm"]
         if "lnm" in tasks and len(np.unique(lnm[~np.isnan(lnm)])) < 2:
-            raise ValueError(
+            raise MILInputError(
                 "MILClassifier.fit: pn_status must contain both pN0 and pN+ patients among the "
                 f"{len(pids)} training bags."
             )
@@ -420,7 +420,7 @@ class MILClassifier(BaseEstimator):
         bags = as_patient_bags(bags, where=f"{type(self).__name__}.predict")
         for pid, b in bags.items():
             if b.features.shape[1] != self.n_features_in_:
-                raise ValueError(
+                raise MILInputError(
                     f"{type(self).__name__}.predict: patient {pid!r} has {b.features.shape[1]} features "
                     f"per tile; the model was fitted on {self.n_features_in_}. Use bags from the same encoder."
                 )

@@ -307,15 +307,19 @@ class MaxPoolMIL(MILModel):
     arch = "max"
 
     def pool(self, h, mask):
-        filled = h.masked_fill(~mask[..., None], float("-inf"))  # (B, N, H)
-        z, arg = filled.max(dim=1)  # (B, H), (B, H)
-        self._argmax = arg
-        winners = F.one_hot(arg, h.shape[1]).to(h.dtype)  # (B, H, N)
-        attention = winners.mean(dim=1)  # (B, N)
+        z, winners = self._max(h, mask)  # (B, H), (B, N, H)
+        attention = winners.mean(dim=2)  # (B, N)
         return z, attention, None
 
+    @staticmethod
+    def _max(h, mask):
+        filled = h.masked_fill(~mask[..., None], float("-inf"))  # (B, N, H)
+        z, arg = filled.max(dim=1)  # (B, H), (B, H)
+        winners = F.one_hot(arg, h.shape[1]).to(h.dtype).transpose(1, 2)  # (B, N, H)
+        return z, winners
+
     def _contribution(self, h, attention, mask):
-        winners = F.one_hot(self._argmax, h.shape[1]).to(h.dtype).transpose(1, 2)  # (B, N, H)
+        _, winners = self._max(h, mask)  # (B, N, H)
         out = {}
         for t in self.tasks:
             w = self.heads[t].weight[0]  # (H,)

@@ -70,7 +70,8 @@ def planted_tile_labels(cohort_dir, bags):
     Returns
     -------
     dict of str to ndarray
-        ``slide_id -> tumour fraction per tile`` in the bag's tile order.
+        ``slide_id -> tumour fraction per tile`` in the bag's tile order; slides
+        without a planted mask are left out.
     """
     from lnmkit.synth import load_planted_mask
 
@@ -82,7 +83,10 @@ def planted_tile_labels(cohort_dir, bags):
                 raise ValueError(f"planted_tile_labels: slide {sid!r} has no 'tile_size_level0' attribute in "
                                  "its feature file; re-extract features with lnmkit.")
             coords = bag.coords[bag.slide_index == j]
-            mask = load_planted_mask(cohort_dir, sid)
+            try:
+                mask = load_planted_mask(cohort_dir, sid)
+            except (KeyError, FileNotFoundError):
+                continue  # no planted truth for this slide (e.g. a cohort written without slides)
             labels[sid] = mask.tile_labels(coords, float(attrs["tile_size_level0"]))
     return labels
 
@@ -176,9 +180,10 @@ def run_mil(
     }
     if (Path(cohort_dir) / "truth").is_dir():
         labels = planted_tile_labels(cohort_dir, bags)
-        loc = attention_localisation_auc(result.attention, labels)
-        metrics["attention_localisation"] = loc.to_dict()
-        metrics["attention_localisation"]["per_slide"] = loc.per_slide["auc"].to_dict()
+        if labels:
+            loc = attention_localisation_auc(result.attention, labels)
+            metrics["attention_localisation"] = loc.to_dict()
+            metrics["attention_localisation"]["per_slide"] = loc.per_slide["auc"].to_dict()
     metrics = _clean(metrics)
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     return MilRun(result, metrics, out_dir)

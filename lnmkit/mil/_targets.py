@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lnmkit.exceptions import MILInputError
+
 __all__ = ["encode_targets", "lnm_labels", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = {"lnm": "lnm_score", "otc": "otc_score", "survival": "risk_score"}
@@ -21,7 +23,7 @@ def _binary(series, column, allowed_text, where):
             continue
         key = str(v).strip().lower()
         if key not in _PN:
-            raise ValueError(
+            raise MILInputError(
                 f"{where}: column {column!r} must be {allowed_text} (empty = unknown); "
                 f"got {v!r} for patient_id {pid!r}."
             )
@@ -44,7 +46,7 @@ def lnm_labels(y, where="lnm_labels"):
     pandas.Series of float, indexed like ``y``
     """
     if "pn_status" not in y.columns:
-        raise ValueError(
+        raise MILInputError(
             f"{where}: the outcomes table needs a 'pn_status' column (pN0/pN+); "
             f"columns are {list(y.columns)}."
         )
@@ -77,10 +79,10 @@ def encode_targets(y, patient_ids, tasks, survival_endpoint="os", where="MILClas
     y.index = y.index.astype(str)
     if y.index.has_duplicates:
         dup = y.index[y.index.duplicated()].unique()[:5].tolist()
-        raise ValueError(f"{where}: y has duplicated patient_id values {dup}.")
+        raise MILInputError(f"{where}: y has duplicated patient_id values {dup}.")
     missing = [p for p in patient_ids if p not in y.index]
     if missing:
-        raise ValueError(
+        raise MILInputError(
             f"{where}: {len(missing)} patient(s) with a bag have no row in y, e.g. {missing[:5]}; "
             "drop those bags or add their outcomes."
         )
@@ -88,18 +90,18 @@ def encode_targets(y, patient_ids, tasks, survival_endpoint="os", where="MILClas
     out = {"lnm": lnm_labels(y, where).to_numpy(float)}
     if "otc" in tasks:
         if "otc" not in y.columns:
-            raise ValueError(f"{where}: task 'otc' needs an 'otc' column (0/1, empty = unknown) in y.")
+            raise MILInputError(f"{where}: task 'otc' needs an 'otc' column (0/1, empty = unknown) in y.")
         out["otc"] = _binary(y["otc"], "otc", "0 or 1", where)
     if "survival" in tasks:
         tcol, ecol = f"{survival_endpoint}_months", f"{survival_endpoint}_event"
         for c in (tcol, ecol):
             if c not in y.columns:
-                raise ValueError(f"{where}: task 'survival' needs column {c!r} in y.")
+                raise MILInputError(f"{where}: task 'survival' needs column {c!r} in y.")
         time = pd.to_numeric(y[tcol], errors="coerce").to_numpy(float)
         bad = np.isfinite(time) & (time <= 0)
         if bad.any():
             pid = y.index[np.argmax(bad)]
-            raise ValueError(f"{where}: column {tcol!r} must be > 0; got {y.loc[pid, tcol]!r} for {pid!r}.")
+            raise MILInputError(f"{where}: column {tcol!r} must be > 0; got {y.loc[pid, tcol]!r} for {pid!r}.")
         out["time"] = time
         out["event"] = _binary(y[ecol], ecol, "0 or 1", where)
     return out

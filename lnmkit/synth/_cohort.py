@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from lnmkit._io import atomic_path, atomic_write_text
@@ -124,6 +125,7 @@ def _plan_tumour(rng, kind, tissue, mask_px_um, morph):
         return mask, regions
     width_um = shape[1] * mask_px_um
     ys, xs = np.nonzero(tissue)
+    depth = ndimage.distance_transform_edt(tissue)
     if ys.size == 0:
         return mask, regions
     if kind == "pn_positive":
@@ -137,8 +139,12 @@ def _plan_tumour(rng, kind, tissue, mask_px_um, morph):
     else:  # occult tumour cells: small foci only
         sizes = [("focus", min(rng.uniform(20, 50), 0.03 * width_um)) for _ in range(int(rng.integers(1, 4)))]
     for size_class, radius_um in sizes:
-        i = rng.integers(ys.size)
         radius = max(radius_um / mask_px_um, 2.0)
+        # Centre the region at least its radius inside the tissue where the tissue is
+        # that wide, so that foci are not cut away by the tissue border.
+        inside = depth[ys, xs] >= min(radius, 0.8 * depth.max())
+        choices = np.flatnonzero(inside) if inside.any() else np.arange(ys.size)
+        i = choices[rng.integers(choices.size)]
         blob = _blob(rng, shape, ys[i], xs[i], radius) & tissue
         if not blob.any():
             continue
