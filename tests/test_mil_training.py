@@ -332,3 +332,16 @@ def test_cli_mil_writes_every_output(tmp_path):
     bad = CliRunner().invoke(app, ["mil", str(tmp_path / "nowhere"), "--cohort", str(cohort_dir),
                                    "--out", str(tmp_path / "o2")])
     assert bad.exit_code != 0 and "error" in bad.output
+
+
+def test_n_threads_is_restored_after_fit_and_predict(cohort):
+    import torch
+
+    bags, y = cohort
+    before = torch.get_num_threads()
+    clf = MILClassifier(**dict(FAST, max_epochs=1), n_threads=2).fit(bags, y)
+    assert torch.get_num_threads() == before
+    clf.predict(bags)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        MILClassifier(n_threads=0).fit(bags, y)

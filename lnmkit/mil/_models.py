@@ -5,8 +5,8 @@ Every network maps a padded batch of bags ``x`` (B, N, D) and a boolean mask
 weight per tile, the pooled bag embedding and the exact per-tile contribution
 to each task's logit. Padded rows never influence a result: attention logits
 of padded rows are set to ``-inf`` before the softmax, means divide by the true
-tile count, maxima ignore padded rows, and padded instance embeddings are
-zeroed so that even non-finite padding cannot leak in.
+tile count, maxima ignore padded rows, and padded input rows are zeroed so that
+even non-finite padding cannot leak in.
 
 All heads are linear on the pooled embedding ``z = sum_i a_i h_i`` so the
 logit of task ``t`` decomposes exactly over tiles:
@@ -133,8 +133,9 @@ class ByteDropout(nn.Module):
         n = x.numel()
         # 56 random bits per int64 -> 7 uniform bytes (the top byte is always zero).
         words = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_(0, 2**56)
-        rand = words.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n].view(x.shape)  # (..., ) uint8
-        return x * (rand >= self.threshold) * (256.0 / (256 - self.threshold))
+        rand = words.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n].view(x.shape)  # (...,) uint8
+        keep = (rand >= self.threshold).to(x.dtype).mul_(256.0 / (256 - self.threshold))  # (...,)
+        return x * keep
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -192,13 +193,17 @@ class MILModel(nn.Module):
         dict
             ``logits`` (dict task -> (B,)), ``attention`` (B, N), ``attention_logits``
             (B, N; pre-softmax scores, ``-inf`` on padding, None for mean/max),
-            ``embedding`` (B, H), ``instance_embedding`` (B, N, H) and
+            ``embedding`` (B, H), ``instance_embedding`` (B, N, H; rows of padded
+            tiles are finite but meaningless) and
             ``contribution`` (dict task -> (B, N); sums to the logit minus the bias).
         """
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        if not bool(mask.all()):
+            # Zero padded inputs (no gradient flows into x) so even NaN padding stays finite;
+            # pooling then gives padded rows exactly zero weight.
+            x = x.masked_fill(~mask[..., None], 0.0)  # (B, N, D)
         h = self.projector(x)  # (B, N, H)
-        h = h.masked_fill(~mask[..., None], 0.0)  # (B, N, H)
         z, attention, att_logits = self.pool(h, mask)  # (B, H), (B, N), (B, N)
         logits = {t: head(z).squeeze(-1) for t, head in self.heads.items()}  # task -> (B,)
         contribution = self._contribution(h, attention, mask)

@@ -135,9 +135,9 @@ def _plan_tumour(rng, kind, tissue, mask_px_um, morph):
         n_foci = int(rng.integers(1, 4))
         sizes = ([("large", rng.uniform(0.12, 0.22) * width_um) for _ in range(n_large)]
                  + [("medium", rng.uniform(0.05, 0.10) * width_um) for _ in range(n_medium)]
-                 + [("focus", min(rng.uniform(25, 70), 0.04 * width_um)) for _ in range(n_foci)])
+                 + [("focus", min(rng.uniform(30, 80), 0.04 * width_um)) for _ in range(n_foci)])
     else:  # occult tumour cells: small foci only
-        sizes = [("focus", min(rng.uniform(20, 50), 0.03 * width_um)) for _ in range(int(rng.integers(1, 4)))]
+        sizes = [("focus", min(rng.uniform(25, 60), 0.03 * width_um)) for _ in range(int(rng.integers(1, 4)))]
     for size_class, radius_um in sizes:
         radius = max(radius_um / mask_px_um, 2.0)
         # Centre the region at least its radius inside the tissue where the tissue is

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 __all__ = ["make_tissue_image", "RENDER_MPP", "tissue_layout"]
 
@@ -38,7 +39,8 @@ RENDER_MPP = 0.5
 _H_VEC = np.array([0.5626, 0.7201, 0.4062], dtype=np.float32)
 _E_VEC = np.array([0.2159, 0.8012, 0.5581], dtype=np.float32)
 
-_SPRITE = 24  # sprite box side at canvas resolution (12 µm)
+_UM = 1.0 / RENDER_MPP  # canvas pixels per micron; sizes below are written in µm
+_SPRITE = 44  # sprite box side in canvas pixels (22 µm): fits the largest tumour nucleus
 _LUT_LEVELS = 256
 _H_MAX = 2.4  # concentration covered by the lookup table
 _E_MAX = 1.6
@@ -49,8 +51,8 @@ _E_MAX = 1.6
 _BACKGROUND, _LUMEN, _STROMA, _EPI_APICAL, _EPI_BASAL, _T_STROMA, _T_EPITHELIUM, _LAMINA, _T_LINING = range(9)
 _N_COMPARTMENTS = 9
 
-# Probability that a candidate nucleus position (one per 144 px^2 of canvas) holds a
-# nucleus, by compartment.
+# Probability that a candidate nucleus position (one per (_SPRITE / 2)^2 canvas pixels,
+# i.e. per 121 µm^2) holds a nucleus, by compartment.
 _NUCLEUS_PROB = np.array([0.0, 0.0, 0.05, 0.10, 1.0, 0.12, 0.75, 0.16, 1.0], dtype=np.float32)
 # Eosin and haematoxylin concentrations of each compartment's background (cytoplasm,
 # extracellular matrix).
@@ -110,7 +112,7 @@ def _periodic_matrix(n_out, n_in):
 def _tiled_noise(rng, shape, scale, period=1024):
     """Fine-scale smooth noise from a seamless random tile repeated over ``shape``.
 
-    Fine noise would cost a large product per field; a repeated 512-µm tile is
+    Fine noise would cost a large product per field; a repeated tile (1 mm by default) is
     invisible once combined with the non-periodic coarse fields.
     """
     n = max(2, int(round(period / scale)))
@@ -184,13 +186,16 @@ def _ellipse_sprite(rng, a, b, peak, *, irregular=0.0, chromatin=0.1, nucleolus=
                      for k in (2, 3, 5))
         r = r / (1 + wobble)
     alpha = np.clip((1.0 - r) * min(a, b) * 1.2 + 0.5, 0, 1)
-    texture = 1 + chromatin * rng.standard_normal((s, s)).astype(np.float32)
+    # Chromatin: clumps of about 1 µm plus pixel-level grain.
+    clumps = ndimage.gaussian_filter(rng.standard_normal((s, s)), 0.5 * _UM)
+    clumps /= max(float(clumps.std()), 1e-6)
+    texture = (1 + chromatin * (0.7 * clumps + 0.5 * rng.standard_normal((s, s)))).astype(np.float32)
     if rim:
         texture *= 0.55 + 0.6 * np.clip(r, 0, 1) ** 2
     value = peak * texture * alpha
     if nucleolus:
         ny, nx = rng.uniform(-0.4, 0.4, 2) * min(a, b)
-        value += 0.6 * peak * np.exp(-((u - nx) ** 2 + (v - ny) ** 2) / 1.5) * alpha
+        value += 0.6 * peak * np.exp(-((u - nx) ** 2 + (v - ny) ** 2) / (0.4 * _UM**2)) * alpha
     return np.clip(value, 0, _H_MAX).astype(np.float32)
 
 
@@ -203,13 +208,16 @@ def _sprite_bank(seed):
     of [start, stop) rows of ``bank`` to draw from for each compartment.
     """
     rng = np.random.default_rng(seed)
-    spindle = [_ellipse_sprite(rng, rng.uniform(5, 8), rng.uniform(1.4, 2.3), rng.uniform(0.9, 1.2),
-                               chromatin=0.08) for _ in range(40)]
-    lympho = [_ellipse_sprite(rng, r, r * rng.uniform(0.85, 1.0), rng.uniform(1.3, 1.6), chromatin=0.05)
-              for r in rng.uniform(2.8, 3.8, 24)]
-    epithelial = [_ellipse_sprite(rng, rng.uniform(4.2, 5.8), rng.uniform(2.8, 3.8), rng.uniform(0.7, 0.95),
-                                  chromatin=0.1, irregular=0.02) for _ in range(48)]
-    tumour = [_ellipse_sprite(rng, rng.uniform(6.0, 10.5), rng.uniform(4.5, 7.5), rng.uniform(1.0, 1.7),
+    # Semi-axes in µm: fibroblasts 9-14 x 2.5-4 µm, lymphocytes 5-7 µm round, normal
+    # epithelium 7.5-10.5 x 5-7 µm, tumour 11-19 x 8-13.5 µm.
+    u = _UM
+    spindle = [_ellipse_sprite(rng, rng.uniform(4.5, 7.2) * u, rng.uniform(1.25, 2.05) * u,
+                               rng.uniform(0.9, 1.2), chromatin=0.08) for _ in range(40)]
+    lympho = [_ellipse_sprite(rng, r * u, r * u * rng.uniform(0.85, 1.0), rng.uniform(1.3, 1.6), chromatin=0.05)
+              for r in rng.uniform(2.5, 3.4, 24)]
+    epithelial = [_ellipse_sprite(rng, rng.uniform(3.8, 5.2) * u, rng.uniform(2.5, 3.4) * u,
+                                  rng.uniform(0.7, 0.95), chromatin=0.1, irregular=0.02) for _ in range(48)]
+    tumour = [_ellipse_sprite(rng, rng.uniform(5.4, 9.5) * u, rng.uniform(4.0, 6.7) * u, rng.uniform(1.0, 1.7),
                               chromatin=0.3, irregular=0.12, nucleolus=rng.random() < 0.6,
                               rim=rng.random() < 0.3) for _ in range(64)]
     groups = {
@@ -329,10 +337,11 @@ def _compartments(rng, shape, tissue, tumour, unit):
     # Gland layout: lumen where a noise field is high, epithelium around it with a
     # basal band next to the stroma. A slow "mucosa" field makes some areas
     # gland-rich and others mostly stroma.
-    mucosa = _noise(rng, shape, 500 / unit)
+    px = _UM / unit  # grid pixels per µm
+    mucosa = _noise(rng, shape, 450 * px)
     np.clip(mucosa, -1.0, 1.5, out=mucosa)
-    glands = _noise(rng, shape, 44 / unit)
-    glands += 0.3 * _tiled_noise(rng, shape, 16 / unit, 1024 // unit)
+    glands = _noise(rng, shape, 40 * px)
+    glands += 0.3 * _tiled_noise(rng, shape, 14 * px, int(1024 * px))
     glands += 0.45 * mucosa
     comp = np.full(shape, _STROMA, dtype=np.int8)
     comp[mucosa > 0.2] = _LAMINA  # loose, cellular stroma between the glands
@@ -341,8 +350,8 @@ def _compartments(rng, shape, tissue, tumour, unit):
     comp[glands > 1.6] = _LUMEN
     if tumour is not None:
         # Crowded, irregular, back-to-back glands with small lumens and little stroma.
-        t_glands = _tiled_noise(rng, shape, 18 / unit, 2048 // unit)
-        t_glands += 0.35 * _tiled_noise(rng, shape, 7 / unit, 1024 // unit)
+        t_glands = _tiled_noise(rng, shape, 16 * px, int(2048 * px))
+        t_glands += 0.35 * _tiled_noise(rng, shape, 6.3 * px, int(1024 * px))
         t_comp = np.full(shape, _T_EPITHELIUM, dtype=np.int8)
         t_comp[t_glands < -0.8] = _T_STROMA
         t_comp[t_glands > 0.85] = _T_LINING  # crowded nuclei lining the neoplastic glands
@@ -387,15 +396,16 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
 
     # Collagen fibres: iso-lines of a smooth field (sin of a steep noise) give wavy,
     # locally parallel bands; finer fields jitter them and break them into strands.
-    phase = _noise(rng, lo, [(300 / unit, 1.0), (100 / unit, 0.2)])
+    px = _UM / unit  # grid pixels per µm
+    phase = _noise(rng, lo, [(270 * px, 1.0), (90 * px, 0.2)])
     phase *= 60.0
-    phase += _tiled_noise(rng, lo, 14 / unit, 1024 // unit) * 1.6
+    phase += _tiled_noise(rng, lo, 12.6 * px, int(1024 * px)) * 1.6
     fibre = np.sin(phase)
     fibre -= 0.3
     np.clip(fibre, 0.0, 0.7, out=fibre)
-    fibre *= np.clip(_tiled_noise(rng, lo, 9 / unit, 1024 // unit) + 0.6, 0.0, 1.0)
+    fibre *= np.clip(_tiled_noise(rng, lo, 8 * px, int(1024 * px)) + 0.6, 0.0, 1.0)
     fibre -= 0.2
-    stain = _noise(rng, lo, 150 / unit)
+    stain = _noise(rng, lo, 135 * px)
     stain *= 0.08
     stain += 1.0
     ce = _BASE_E[comp]
@@ -480,7 +490,7 @@ def make_tissue_image(size, seed, tumour_mask=None, *, mpp=RENDER_MPP, pen_mark=
         image (it is resized to the image). Tumour is only drawn on tissue.
     mpp : float, default=0.5
         Microns per pixel of the output. Tissue is rendered at 0.5 µm/px and
-        resized, so structures keep their physical size (nuclei of 5-20 µm).
+        resized, so structures keep their physical size (nuclei 5-19 µm long).
     pen_mark : bool, default=False
         Draw a marker-pen stroke over the image.
 
