@@ -1,0 +1,76 @@
+"""The demo job end to end on a small synthetic cohort."""
+
+import json
+
+import h5py
+import openslide
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lnmkit._demo import run_demo
+from lnmkit.cli import app
+from lnmkit.synth import load_truth
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, monkeypatch_module):
+    def refuse(self):
+        raise AssertionError("a label or macro image was read")
+
+    # any read of the associated images (label, macro) fails the whole run
+    monkeypatch_module.setattr(openslide.OpenSlide, "associated_images", property(refuse))
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, n_patients=12, seed=3, slide_size=4096, n_splits=3)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_demo_writes_one_row_per_patient_with_all_modalities(demo_run):
+    table = pd.read_csv(demo_run.out_dir / "patient_table.csv", index_col="patient_id", dtype={"patient_id": str})
+    clinical = pd.read_csv(demo_run.cohort_dir / "clinical.csv", dtype={"patient_id": str})
+    assert sorted(table.index) == sorted(clinical["patient_id"])
+    assert {"slide_lnm_score", "slide_otc_score", "rad_n_nodes"} <= set(table.columns)
+    manifest = pd.read_csv(demo_run.features_dir / "manifest.csv", dtype={"patient_id": str})
+    with_tiles = set(manifest.loc[manifest["status"] == "ok", "patient_id"])
+    assert len(with_tiles) >= 10
+    scored = table["slide_lnm_score"].notna()
+    # a patient with no usable tile keeps its row, with missing slide scores
+    assert set(table.index[scored]) == with_tiles
+    assert table.loc[scored, "slide_lnm_score"].between(0, 1).all()
+    summary = json.loads((demo_run.out_dir / "demo_summary.json").read_text())
+    assert summary["n_patients"] == 12
+    assert 0.0 <= demo_run.metrics["auc"]["lnm"]["auc"] <= 1.0
+
+
+def test_demo_outputs_never_carry_label_text(demo_run):
+    truth = load_truth(demo_run.cohort_dir)
+    secrets = [s for s in truth["fake_names"] + truth["fake_mrns"] if s]
+    assert secrets
+    produced = [p for p in demo_run.out_dir.rglob("*") if p.is_file() and demo_run.cohort_dir not in p.parents]
+    assert produced
+    for path in produced:
+        if path.suffix in {".csv", ".json", ".geojson", ".txt"}:
+            text = path.read_text()
+        elif path.suffix == ".h5":
+            with h5py.File(path) as f:
+                text = " ".join(f"{k}={v}" for k, v in f.attrs.items())
+        else:
+            continue
+        for secret in secrets:
+            assert secret not in text, f"{path} carries label text {secret!r}"
+
+
+def test_demo_summary_lines_name_outputs(demo_run):
+    lines = "\n".join(demo_run.summary_lines())
+    assert "out-of-fold LNM AUC" in lines
+    assert str(demo_run.mil_dir) in lines
+
+
+def test_demo_cli_rejects_bad_option():
+    result = CliRunner().invoke(app, ["demo", "--n-patients", "not-a-number"])
+    assert result.exit_code != 0
