@@ -204,6 +204,49 @@ class MILModel(nn.Module):
             # pooling then gives padded rows exactly zero weight.
             x = x.masked_fill(~mask[..., None], 0.0)  # (B, N, D)
         h = self.projector(x)  # (B, N, H)
+        return self._pooled_outputs(h, mask)
+
+    def forward_packed(self, x, lengths):
+        """Run the network on the concatenated tiles of a batch (no padding).
+
+        The tile projection, the most expensive product when ``D`` is large, runs
+        once over the ``sum(lengths)`` real tiles; only the projected tiles are
+        laid out in a padded ``(B, N_max, H)`` grid for pooling. Results equal
+        :meth:`forward` on the padded batch to within float rounding.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (sum(lengths), D)
+            Tiles of bag 0, then of bag 1, ...
+        lengths : sequence of int
+            Tiles per bag, each >= 1.
+
+        Returns
+        -------
+        dict
+            As :meth:`forward`, with ``N = max(lengths)``.
+        """
+        lengths = [int(n) for n in lengths]
+        if x.dim() != 2 or x.shape[0] != sum(lengths) or min(lengths, default=0) < 1:
+            raise ValueError(
+                f"forward_packed: x must be (sum(lengths), D) with every length >= 1; got x of shape "
+                f"{tuple(x.shape)} and lengths summing to {sum(lengths)}."
+            )
+        h_flat = self.projector(x)  # (sum N, H)
+        n_max, batch = max(lengths), len(lengths)
+        if all(n == n_max for n in lengths):
+            h = h_flat.view(batch, n_max, h_flat.shape[1])  # (B, N, H)
+            mask = torch.ones((batch, n_max), dtype=torch.bool, device=x.device)  # (B, N)
+        else:
+            ln = torch.as_tensor(lengths, device=x.device)  # (B,)
+            mask = torch.arange(n_max, device=x.device)[None, :] < ln[:, None]  # (B, N)
+            # Padded rows stay exactly zero; pooling gives them zero weight anyway.
+            h = h_flat.new_zeros((batch, n_max, h_flat.shape[1])).masked_scatter(
+                mask[..., None], h_flat
+            )  # (B, N, H)
+        return self._pooled_outputs(h, mask)
+
+    def _pooled_outputs(self, h, mask):
         z, attention, att_logits = self.pool(h, mask)  # (B, H), (B, N), (B, N)
         logits = {t: head(z).squeeze(-1) for t, head in self.heads.items()}  # task -> (B,)
         contribution = self._contribution(h, attention, mask)

@@ -113,7 +113,8 @@ class HFHubEncoder(TorchTileEncoder):
                 raise ImportError(f"{self.name}: needs 'transformers'; install it with `pip install "
                                   "torch==<your torch version> transformers`.") from exc
             self.module = AutoModel.from_pretrained(str(path.parent), local_files_only=True)
-            self.dim, self._inner = spec.dim, None
+            # the checkpoint's own config is the truth (a distilled or resized variant may differ)
+            self.dim, self._inner = int(self.module.config.hidden_size), None
         else:
             try:
                 from conch.open_clip_custom import create_model_from_pretrained
