@@ -1,23 +1,30 @@
-"""Benchmark: lnmkit's batched MIL training vs a batch-size-1 loop vs torchmil's ABMIL.
+"""Benchmark: lnmkit's MIL training vs a batch-size-1 loop vs torchmil's ABMIL.
 
-All three train an attention MIL model of the same size (tile projection to
-``--hidden`` units, tanh attention, linear head) for the same number of epochs
-on the same bags, with the same ``max_tiles`` subsampling, and are scored out
-of fold on the same patient folds:
+All contenders train an attention MIL model of the same size (tile projection
+to ``--hidden`` units, tanh attention, linear head) for the same number of
+epochs on the same bags and are scored out of fold on the same patient folds,
+always on every tile of the held-out bags:
 
-* ``lnmkit``: ``MILClassifier(arch="abmil")``: length-bucketed padded batches of
-  ``--batch-size`` bags with masks, AdamW at ``--lr-batched``.
-* ``bs1-loop``: the same lnmkit network trained one bag per optimiser step (the
-  CLAM/TRIDENT recipe), AdamW at ``--lr-bs1`` (CLAM's 2e-4).
+* ``lnmkit``: ``MILClassifier(arch="abmil")`` with its defaults (length-bucketed
+  batches of 8 bags, each bag randomly subsampled to ``max_tiles=512`` tiles
+  anew every epoch, packed tile projection); only ``max_epochs`` (set to
+  ``--epochs``) and ``val_fraction=0`` (no early stopping, so every contender
+  trains for the same epochs) differ.
+* ``lnmkit-all``: the same with ``max_tiles`` above the largest bag: every
+  tile, as the one-bag loop sees, so the gain of batching alone is visible.
+* ``bs1-loop``: the same lnmkit network trained the CLAM/TRIDENT way: one whole
+  bag (every tile) per optimiser step, AdamW at ``--lr-bs1`` (CLAM's 2e-4).
 * ``torchmil``: ``torchmil.models.ABMIL`` with the same projection as feature
-  extractor, trained on randomly composed padded batches of the same size
-  (torchmil's padding collate, no length bucketing) at ``--lr-batched``.
+  extractor, on randomly composed padded batches of ``--batch-size`` whole
+  bags (torchmil's padding collate, no length bucketing) at ``--lr-batched``.
 
 Each contender runs in its own child process, so ``ru_maxrss`` is that
 contender's peak resident memory. Bags: synthetic, ``--patients`` patients with
-``--min-tiles``..``--max-tiles`` tiles of ``--dim`` features; in pN+ patients a
-few percent of tiles (``--witness``) are shifted by ``--shift-sd`` feature SDs
-along a fixed direction (planted positive instances). Run: ``python benchmarks/bench_mil.py`` (``--help`` for options).
+``--min-tiles``..``--max-tiles`` tiles; in pN+ patients a share ``--witness`` of
+the tiles is shifted by ``--shift-sd`` feature SDs along a fixed direction
+(planted positive instances). ``--dim`` takes one or more feature sizes (128 as
+small encoders, 1024 as ResNet50-trunc); each gets its own table. Run:
+``python benchmarks/bench_mil.py`` (``--help`` for options).
 """
 
 from __future__ import annotations
@@ -56,22 +63,17 @@ def _folds(labels, n_splits, seed):
     return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(labels, labels))
 
 
-def _subsample(x, max_tiles, rng):
-    if x.shape[0] <= max_tiles:
-        return x
-    return x[np.sort(rng.choice(x.shape[0], max_tiles, replace=False))]
-
-
-def _train_lnmkit(bags, labels, train, test, a):
+def _train_lnmkit(bags, labels, train, test, a, **params):
     import pandas as pd
 
     from lnmkit.mil import MILClassifier
 
     pids = [f"P{i:04d}" for i in range(len(bags))]
     y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
-    clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, lr=a.lr_batched, batch_size=a.batch_size,
-                        max_epochs=a.epochs, val_fraction=0.0, max_tiles=a.max_tiles_train, random_state=a.seed,
-                        n_threads=a.threads)
+    if a.lnmkit_lr is not None:
+        params["lr"] = a.lnmkit_lr
+    clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, max_epochs=a.epochs, val_fraction=0.0,
+                        random_state=a.seed, n_threads=a.threads, **params)
     t0 = time.perf_counter()
     clf.fit({pids[i]: bags[i] for i in train}, y)
     seconds = time.perf_counter() - t0
@@ -103,7 +105,7 @@ def _train_bs1(bags, labels, train, test, a):
     for _ in range(a.epochs):
         model.train()
         for i in rng.permutation(train):
-            x = torch.from_numpy(scale(_subsample(bags[i], a.max_tiles_train, rng)))[None]
+            x = torch.from_numpy(scale(bags[i]))[None]
             out = model(x, None)
             loss, _ = model.compute_loss(out, {"lnm": torch.tensor([float(labels[i])]),
                                                "lnm_weight": torch.tensor([w[int(labels[i])]])})
@@ -148,7 +150,7 @@ def _train_torchmil(bags, labels, train, test, a):
         order = rng.permutation(train)
         for s in range(0, len(order), a.batch_size):
             ids = order[s : s + a.batch_size]
-            xb, mb = pad([scale(_subsample(bags[i], a.max_tiles_train, rng)) for i in ids])
+            xb, mb = pad([scale(bags[i]) for i in ids])
             logits = model(xb, mb)
             loss = crit(logits, torch.tensor(labels[ids], dtype=torch.float32))
             opt.zero_grad(set_to_none=True)
@@ -161,7 +163,20 @@ def _train_torchmil(bags, labels, train, test, a):
     return seconds, scores
 
 
-CONTENDERS = {"lnmkit": _train_lnmkit, "bs1-loop": _train_bs1, "torchmil": _train_torchmil}
+def _train_lnmkit_fp32(bags, labels, train, test, a):
+    return _train_lnmkit(bags, labels, train, test, a, precision="fp32")
+
+
+def _train_lnmkit_all(bags, labels, train, test, a):
+    return _train_lnmkit(bags, labels, train, test, a, precision="fp32",
+                         max_tiles=max(b.shape[0] for b in bags))
+
+
+CONTENDERS = {"bs1-loop": _train_bs1, "lnmkit": _train_lnmkit, "lnmkit-fp32": _train_lnmkit_fp32,
+              "lnmkit-all": _train_lnmkit_all, "torchmil": _train_torchmil}
+LABELS = {"bs1-loop": "one bag/step, all tiles", "lnmkit": "lnmkit (defaults)",
+          "lnmkit-fp32": "lnmkit, float32", "lnmkit-all": "lnmkit, all tiles, fp32",
+          "torchmil": "torchmil ABMIL"}
 
 
 def _child(name, data_path, a, queue):
@@ -183,57 +198,61 @@ def _child(name, data_path, a, queue):
                "auc": roc_auc_score(labels, oof), "rss_mb": rss_mb})
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--patients", type=int, default=200)
-    p.add_argument("--min-tiles", type=int, default=500)
-    p.add_argument("--max-tiles", type=int, default=3000)
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--witness", type=float, default=0.03, help="share of planted tiles in pN+ bags")
-    p.add_argument("--shift-sd", type=float, default=1.5, help="planted shift (in feature SDs)")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--n-splits", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr-batched", type=float, default=1e-3)
-    p.add_argument("--lr-bs1", type=float, default=2e-4)
-    p.add_argument("--max-tiles-train", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
-    a = p.parse_args(argv)
-
-    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, a.dim, a.seed, a.witness, a.shift_sd)
+def _run_dim(a, dim):
+    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, dim, a.seed, a.witness, a.shift_sd)
     n_tiles = sum(b.shape[0] for b in bags)
-    print(f"{a.patients} patients, {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag), dim {a.dim}; "
-          f"{a.epochs} epochs x {a.n_splits} folds; {a.threads} torch threads")
+    print(f"\n{a.patients} patients, {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag), dim {dim}; "
+          f"{a.epochs} epochs x {a.n_splits} folds; {a.threads} torch thread(s)", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data_path = Path(tmp) / "bags.npz"
         np.savez(data_path, labels=labels, **{f"bag_{i}": b for i, b in enumerate(bags)})
         del bags
         ctx = mp.get_context("spawn")
-        for name in a.only:
+        for name in [n for n in CONTENDERS if n in a.only]:
             queue = ctx.Queue()
             proc = ctx.Process(target=_child, args=(name, str(data_path), a, queue))
             proc.start()
             results[name] = queue.get()
             proc.join()
             r = results[name]
-            print(f"  {name:9s} done: {r['seconds']:.1f} s, AUC {r['auc']:.3f}", flush=True)
+            print(f"  {name:10s} done: {r['seconds']:.1f} s, AUC {r['auc']:.3f}", flush=True)
 
     base = results.get("bs1-loop")
-    print()
-    print(f"{'method':10s} {'epochs/s':>9s} {'x bs1':>7s} {'OOF AUC':>8s} {'dAUC':>7s} {'peak RSS MB':>12s} {'x bs1':>7s}")
+    print(f"\n{'method':24s} {'epochs/s':>9s} {'x bs1':>7s} {'OOF AUC':>8s} {'dAUC':>7s} "
+          f"{'peak RSS MB':>12s} {'x bs1':>7s}")
     for name, r in results.items():
         eps = r["epochs"] / r["seconds"]
         if base:
             speed = eps / (base["epochs"] / base["seconds"])
             d_auc, mem = r["auc"] - base["auc"], r["rss_mb"] / base["rss_mb"]
-            print(f"{name:10s} {eps:9.3f} {speed:7.2f} {r['auc']:8.3f} {d_auc:+7.3f} {r['rss_mb']:12.0f} {mem:7.2f}")
+            print(f"{LABELS[name]:24s} {eps:9.3f} {speed:7.2f} {r['auc']:8.3f} {d_auc:+7.3f} "
+                  f"{r['rss_mb']:12.0f} {mem:7.2f}")
         else:
-            print(f"{name:10s} {eps:9.3f} {'':>7s} {r['auc']:8.3f} {'':>7s} {r['rss_mb']:12.0f}")
+            print(f"{LABELS[name]:24s} {eps:9.3f} {'':>7s} {r['auc']:8.3f} {'':>7s} {r['rss_mb']:12.0f}")
     return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--patients", type=int, default=150)
+    p.add_argument("--min-tiles", type=int, default=500)
+    p.add_argument("--max-tiles", type=int, default=3000)
+    p.add_argument("--dim", type=int, nargs="+", default=[128, 1024], help="feature size(s), one table each")
+    p.add_argument("--witness", type=float, default=0.03, help="share of planted tiles in pN+ bags")
+    p.add_argument("--shift-sd", type=float, default=2.25, help="planted shift (in feature SDs)")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--n-splits", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16, help="torchmil bags per step (its usual 16)")
+    p.add_argument("--lr-batched", type=float, default=1e-3, help="torchmil learning rate")
+    p.add_argument("--lr-bs1", type=float, default=2e-4)
+    p.add_argument("--lnmkit-lr", type=float, default=None, help="override lnmkit's default lr")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
+    a = p.parse_args(argv)
+    return {dim: _run_dim(a, dim) for dim in a.dim}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -30,8 +31,22 @@ def atomic_path(path, suffix=None):
     ------
     pathlib.Path
         Where the caller writes.
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is an existing folder.
+    NotADirectoryError
+        If a file stands where one of its parent folders should be.
     """
     path = Path(path)
+    # mkdir and os.replace would fail with bare "[Errno 17] File exists" / "Is a directory"
+    # naming a temporary file; say which path is in the way instead.
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the name of a file to write", str(path))
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot create it: {blocker} is a file, not a folder", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".part",

@@ -31,6 +31,15 @@ class LnmkitError(Exception):
     """Base class of every exception defined by lnmkit."""
 
 
+def _problem_list(where, problems, limit):
+    """Message listing the first ``limit`` problems, one per line (a long list would bury the traceback)."""
+    lines = [f"{len(problems)} problem(s) {where}:"]
+    lines += [f"  - {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more (all in .problems)")
+    return "\n".join(lines)
+
+
 class CohortValidationError(LnmkitError, ValueError):
     """One or more problems found while validating cohort tables.
 
@@ -42,12 +51,7 @@ class CohortValidationError(LnmkitError, ValueError):
 
     def __init__(self, problems):
         self.problems = list(problems)
-        shown = self.problems[:50]
-        lines = [f"{len(self.problems)} problem(s) found in the cohort:"]
-        lines += [f"  - {p}" for p in shown]
-        if len(self.problems) > len(shown):
-            lines.append(f"  ... and {len(self.problems) - len(shown)} more (all in .problems)")
-        super().__init__("\n".join(lines))
+        super().__init__(_problem_list("found in the cohort", self.problems, 50))
 
 
 class CohortValidationWarning(UserWarning):
@@ -123,12 +127,7 @@ class NodeTableError(LnmkitError, ValueError):
 
     def __init__(self, problems):
         self.problems = list(problems)
-        shown = self.problems[:25]
-        lines = [f"{len(self.problems)} problem(s) in the radiology node table:"]
-        lines += [f"  - {p}" for p in shown]
-        if len(self.problems) > len(shown):
-            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
-        super().__init__("\n".join(lines))
+        super().__init__(_problem_list("in the radiology node table", self.problems, 25))
 
 
 class RadiologyImageError(LnmkitError, ValueError):

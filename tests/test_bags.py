@@ -106,3 +106,50 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(TypeError):
         write_bag(tmp_path / "S1.h5", bag)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pickled_bag_is_refused_without_unpickling(tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+
+    class _Trap:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    for name in ("bag.pt", "bag.pkl"):
+        (tmp_path / name).write_bytes(pickle.dumps({"features": _Trap()}))
+        with pytest.raises(FeatureBagError, match=rf"{name}: PyTorch/pickle files are never read"):
+            read_bag(tmp_path / name)
+    # The same bytes under an .h5 name are simply not HDF5.
+    (tmp_path / "renamed.h5").write_bytes((tmp_path / "bag.pt").read_bytes())
+    with pytest.raises(FeatureBagError, match=r"renamed\.h5: cannot be read as HDF5"):
+        read_bag(tmp_path / "renamed.h5")
+    assert not marker.exists()
+    with pytest.raises(FeatureBagError, match="is a folder"):
+        read_bag(tmp_path)
+
+
+def test_non_finite_features_are_refused_naming_the_tile(tmp_path):
+    bag = _bag(n=5, dim=3)
+    bag.features[3, 1] = np.nan
+    with pytest.raises(FeatureBagError, match=r"S1\.h5\).*1 of 5 tile\(s\).*row 3.*column 1"):
+        write_bag(tmp_path / "S1.h5", bag)
+    assert not (tmp_path / "S1.h5").exists()
+    with h5py.File(tmp_path / "inf.h5", "w") as f:
+        f.create_dataset("features", data=np.array([[0.0, 1.0], [np.inf, 2.0]], np.float32))
+        f.create_dataset("coords", data=np.array([[0, 0], [224, 448]], np.int64))
+    with pytest.raises(FeatureBagError, match=r"inf\.h5: 1 of 2 tile\(s\).*row 1, tile at \(x, y\) = \(224, 448\)"):
+        read_bag(tmp_path / "inf.h5")
+
+
+def test_fractional_coords_are_refused(tmp_path):
+    with h5py.File(tmp_path / "frac.h5", "w") as f:
+        f.create_dataset("features", data=np.zeros((2, 3), np.float32))
+        f.create_dataset("coords", data=np.array([[0.5, 0.0], [1.0, 2.0]]))
+    with pytest.raises(FeatureBagError, match=r"frac\.h5: coords must be whole level-0 pixel"):
+        read_bag(tmp_path / "frac.h5")
+    with h5py.File(tmp_path / "whole.h5", "w") as f:  # CLAM writes float coords with whole values
+        f.create_dataset("features", data=np.zeros((2, 3), np.float32))
+        f.create_dataset("coords", data=np.array([[0.0, 0.0], [256.0, 512.0]]))
+    assert read_bag(tmp_path / "whole.h5").coords.tolist() == [[0, 0], [256, 512]]

@@ -319,6 +319,19 @@ def test_missing_clinical_file(cohort_copy):
         Cohort.from_dir(cohort_copy / "nowhere")
 
 
+def test_slide_path_naming_a_folder_is_an_error(cohort_copy):
+    set_cell(cohort_copy / "slides.csv", 2, "path", "slides")
+    (problem,) = find(validate_cohort(cohort_copy), "slides.csv", 2, "path")
+    assert problem.value == "slides" and "is a folder, not a file" in problem.message
+    with pytest.raises(CohortValidationError, match=r"slides\.csv, row 2, column 'path', value 'slides'"):
+        Cohort.from_dir(cohort_copy)
+
+
+def test_a_file_given_as_the_cohort_folder(cohort_copy):
+    with pytest.raises(CohortValidationError, match=r"clinical\.csv: is a file, not a cohort folder"):
+        Cohort.from_dir(cohort_copy / "clinical.csv")
+
+
 def test_all_errors_are_reported_together(cohort_copy):
     set_cell(cohort_copy / "clinical.csv", 2, "age", "-1")
     set_cell(cohort_copy / "clinical.csv", 4, "sex", "unknown")
@@ -376,6 +389,13 @@ def test_semicolon_separated_file_is_explained(cohort_copy):
     (cohort_copy / "clinical.csv").write_text(CLINICAL.replace(",", ";"))
     messages = " ".join(p.message for p in validate_cohort(cohort_copy))
     assert "semicolon-separated" in messages
+
+
+def test_tab_separated_file_is_explained(cohort_copy):
+    (cohort_copy / "slides.csv").write_text(SLIDES.replace(",", "\t"))
+    problems = validate_cohort(cohort_copy)
+    (problem,) = [p for p in find(problems, "slides.csv", 1, None) if "separated" in p.message]
+    assert "the header looks tab-separated" in problem.message
 
 
 def test_ragged_row_and_non_utf8(cohort_copy):

@@ -51,6 +51,12 @@ def test_unknown_encoder_lists_valid_names():
         get_encoder(3)
 
 
+def test_unknown_encoder_parameter_lists_valid_ones():
+    with pytest.raises(TypeError, match=r"encoder 'stain-texture' has no parameter\(s\) \['mmp'\]; "
+                                        r"its parameters are \['batch_size', 'mpp'\]"):
+        get_encoder("stain-texture", mmp=0.5)
+
+
 def test_get_encoder_returns_instances_unchanged():
     enc = get_encoder("stain-texture")
     assert get_encoder(enc) is enc

@@ -200,6 +200,15 @@ def test_bad_arguments():
         extract(slides, "unused", min_tissue=2)
     with pytest.raises(ValueError, match="needs columns patient_id and path"):
         extract(slides.drop(columns="path"), "unused")
+    # Bad tissue parameters fail once up front, not once per slide in the manifest.
+    with pytest.raises(ValueError, match="segment_tissue: mpp must be a positive number; got nan"):
+        extract(slides, "unused", tissue_params={"mpp": float("nan")})
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) \['otsu'\]"):
+        extract(slides, "unused", tissue_params={"otsu": True})
+    with pytest.raises(TypeError, match=r"encoder 'stain-texture' has no parameter\(s\) \['foo'\].*'mpp'"):
+        extract(slides, "unused", encoder_kwargs={"foo": 1})
+    with pytest.raises(ValueError, match="batch_size must be a positive integer; got True"):
+        extract(slides, "unused", batch_size=True)
 
 
 def test_dask_cluster_matches_local_run(local_run, synthetic_cohort_dir, tmp_path):

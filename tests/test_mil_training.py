@@ -345,3 +345,54 @@ def test_n_threads_is_restored_after_fit_and_predict(cohort):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="n_threads must be >= 1"):
         MILClassifier(n_threads=0).fit(bags, y)
+
+
+def test_prediction_uses_every_tile_when_training_subsamples(cohort):
+    import torch
+
+    bags, y = cohort
+    clf = MILClassifier(**dict(FAST, max_epochs=2, max_tiles=8)).fit(bags, y)
+    pid = max(bags, key=lambda p: bags[p].n_tiles)
+    bag = bags[pid]
+    assert bag.n_tiles > 8
+    x = torch.from_numpy((bag.features - clf.feature_mean_) / clf.feature_std_)[None]
+    with torch.no_grad():
+        full = clf.model_.eval()(x, None)
+    pred = clf.predict({pid: bag})
+    np.testing.assert_allclose(pred.lnm_score.iloc[0], torch.sigmoid(full["logits"]["lnm"][0]), rtol=1e-5)
+    tiles = clf.predict_attention({pid: bag})
+    assert len(tiles) == bag.n_tiles
+    np.testing.assert_allclose(tiles.attention, full["attention"][0], atol=1e-6, rtol=1e-5)
+    # A tile past the first max_tiles still moves the score.
+    shifted = bag.features.copy()
+    shifted[-1] += 50.0
+    moved = clf.predict({pid: PatientBag(pid, shifted, bag.coords, bag.slide_index, bag.slide_ids)})
+    assert abs(moved.lnm_score.iloc[0] - pred.lnm_score.iloc[0]) > 1e-4
+
+
+def test_max_tiles_subsampling_changes_training_but_stays_reproducible(cohort):
+    bags, y = cohort
+    sub = dict(FAST, max_epochs=3, max_tiles=12)
+    a = MILClassifier(**sub).fit(bags, y).predict(bags)
+    b = MILClassifier(**sub).fit(bags, y).predict(bags)
+    full = MILClassifier(**dict(sub, max_tiles=10_000)).fit(bags, y).predict(bags)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not np.allclose(a.lnm_score, full.lnm_score)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_modes_train_and_predict_in_float32(cohort, precision):
+    import torch
+
+    bags, y = cohort
+    clf = MILClassifier(**FAST, precision=precision).fit(bags, y)
+    pred = clf.predict(bags)
+    assert pred.dtypes.eq(np.float64).all() and np.isfinite(pred.to_numpy()).all()
+    assert roc_auc_score(y.pn_status == "pN+", pred.lnm_score) > 0.9
+    assert all(p.dtype == torch.float32 for p in clf.model_.parameters())
+
+
+def test_precision_is_checked(cohort):
+    bags, y = cohort
+    with pytest.raises(ValueError, match="precision must be"):
+        MILClassifier(precision="fp16").fit(bags, y)

@@ -210,6 +210,35 @@ def test_images_table_errors_name_row_and_file(tmp_path):
     assert "row 0 (line 2): column 'modality' has unknown value 'XR'" in text
 
 
+@pytest.mark.parametrize("text, message", [
+    ("", r"empty\.csv: row 1: no header row"),  # pandas used to raise EmptyDataError
+    ("patient_id;image_path;mask_path;modality\nP1;a.nii;b.nii;CT\n", r"empty\.csv: row 1: the header looks semicolon"),
+])
+def test_images_table_unreadable_csv_names_the_file(tmp_path, text, message):
+    (tmp_path / "empty.csv").write_text(text)
+    with pytest.raises(RadiologyImageError, match=message):
+        read_images_table(tmp_path / "empty.csv")
+    with pytest.raises(RadiologyImageError, match=message):
+        NodeRadiomics().fit_transform(tmp_path / "empty.csv")
+
+
+def test_image_path_naming_a_folder_is_explained(tmp_path):
+    (tmp_path / "series").mkdir()
+    with pytest.raises(RadiologyImageError, match=r"series: is a folder, not an image file; convert a DICOM"):
+        NodeRadiomics().fit().measure(tmp_path / "series", tmp_path / "series")
+    (tmp_path / "images.csv").write_text("patient_id,image_path,mask_path,modality\nP1,series,series,CT\n")
+    with pytest.raises(RadiologyImageError, match=r"row 0 \(line 2\): column 'image_path' = 'series': .* is a folder"):
+        read_images_table(tmp_path / "images.csv")
+
+
+def test_images_table_keeps_identifiers_as_text(tmp_path):
+    root, _ = _case_dir(tmp_path)
+    table = pd.read_csv(root / "radiology_images.csv", dtype=str)
+    table["patient_id"] = "007"
+    table.to_csv(root / "ids.csv", index=False)
+    assert set(read_images_table(root / "ids.csv")["patient_id"]) == {"007"}
+
+
 def test_cli_radiology_with_images(tmp_path):
     root, _ = _case_dir(tmp_path)
     out = tmp_path / "out" / "radiology.csv"

@@ -174,6 +174,15 @@ def test_missing_file_and_folder(tmp_path):
         open_slide(tmp_path)
 
 
+def test_zero_byte_slide_and_non_path_are_refused(tmp_path):
+    (tmp_path / "empty.svs").write_bytes(b"")
+    with pytest.raises(SlideError, match=r"empty\.svs: not a whole-slide image format") as caught:
+        open_slide(tmp_path / "empty.svs")
+    assert caught.value.path.endswith("empty.svs")
+    with pytest.raises(TypeError, match="path must be a str or path-like.*got NoneType"):
+        open_slide(None)
+
+
 # ------------------------------------------------------ real OpenSlide fixtures
 def test_fixture_small_svs_opens_with_mpp():
     with open_slide(_fixture("small.svs")) as slide:

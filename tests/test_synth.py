@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lnmkit.cli import app
 from lnmkit.synth import (GASTRIC_STATIONS, OS_MODEL, PN_MODEL, PlantedMask, load_planted_mask, load_truth,
-                          make_cohort, make_tissue_image)
+                          make_cohort, make_tissue_image, write_slide)
 
 CONTRACT_COLUMNS = {
     "clinical.csv": ["patient_id", "age", "sex", "tumour_site", "ct_stage", "grade", "lauren_type",
@@ -346,10 +346,24 @@ def test_tables_only_and_existing_folder(tmp_path):
     make_cohort(tmp_path, n_patients=4, seed=1, slide_size=512, progress=False, overwrite=True)
     assert len(list((root / "slides").iterdir())) == len(_read(root, "slides.csv")) == 4
     assert len(list((root / "truth" / "masks").iterdir())) == 4
-    with pytest.raises(ValueError, match="n_patients must be at least 4"):
+    with pytest.raises(ValueError, match="n_patients must be an integer >= 4"):
         make_cohort(tmp_path / "x", n_patients=2)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(FileExistsError, match="a_file is a file, not a folder"):
+        make_cohort(tmp_path / "a_file", n_patients=4, slides=False)
     with pytest.raises(ValueError, match="tiff_fraction"):
         make_cohort(tmp_path / "x", n_patients=8, tiff_fraction=1.5)
+    # A float image used to be cast to uint8 without a word (0-1 floats became a black slide).
+    with pytest.raises(ValueError, match=r"write_slide: image must be uint8 RGB \(0-255\); got float64 with values"):
+        write_slide(tmp_path / "f.svs", np.full((64, 64, 3), 0.9), 0.5)
+    with pytest.raises(ValueError, match="write_slide: mpp must be a positive number; got nan"):
+        write_slide(tmp_path / "f.svs", np.zeros((64, 64, 3), np.uint8), float("nan"))
+    assert write_slide(tmp_path / "i.svs", np.full((64, 64, 3), 200), 0.5).is_file()  # int64 0-255 is fine
+    # truth.json records slide_size even when no slide is written, so it is checked then too.
+    with pytest.raises(ValueError, match="slide_size must be an integer >= 512; got 10"):
+        make_cohort(tmp_path / "x", n_patients=8, slide_size=10, slides=False)
+    with pytest.raises(ValueError, match="n_patients must be an integer >= 4; got 6.5"):
+        make_cohort(tmp_path / "x", n_patients=6.5, slides=False)
 
 
 def test_cli_synth(tmp_path):

@@ -150,6 +150,10 @@ def test_grid_refusals(slides):
             tile_grid(slide, None, tile_size=0)
         with pytest.raises(ValueError, match="min_tissue must be in"):
             tile_grid(slide, None, min_tissue=1.5)
+        with pytest.raises(ValueError, match="mpp must be a positive number; got nan"):
+            tile_grid(slide, None, mpp=float("nan"))
+        with pytest.raises(ValueError, match="min_tissue must be in .*got nan"):
+            tile_grid(slide, None, min_tissue=float("nan"))
         other = TissueMask(np.ones((8, 8), bool), 256.0, params={}, dimensions=(2048, 2048))
         with pytest.raises(ValueError, match="tissue mask is for a"):
             tile_grid(slide, other)
@@ -236,3 +240,13 @@ def test_no_tissue_gives_an_empty_grid(slides):
         grid = tile_grid(slide, tissue)
         assert len(grid) == 0 and grid.coords.shape == (0, 2)
         assert list(read_tiles(slide, grid)) == []
+
+
+def test_a_closed_slide_refuses_every_reader(slides):
+    paths, _ = slides
+    slide = open_slide(paths["svs40"])
+    grid = tile_grid(slide, None, mpp=1.0, tile_size=64)
+    slide.close()
+    for backend in ("auto", "jpeg", "openslide"):
+        with pytest.raises(SlideError, match=r"s40\.svs: the slide is closed"):
+            next(read_tiles(slide, grid, backend=backend))

@@ -190,6 +190,27 @@ def test_unknown_parameter_is_refused(slides):
             segment_tissue(slide, otsu=True)
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"mpp": float("nan")}, r"mpp must be a positive number; got nan"),  # used to exhaust memory
+    ({"mpp": "8"}, r"mpp must be a positive number; got '8'"),
+    ({"median_um": -5.0}, r"median_um must be a number >= 0; got -5\.0"),
+    ({"threshold_range": (50,)}, r"threshold_range must be a pair"),
+    ({"threshold_range": (45, 15)}, r"threshold_range must be \(low, high\) with low <= high"),
+    ({"black_value": 300}, r"black_value must be an integer in \[0, 255\]"),
+])
+def test_bad_parameter_values_are_refused(slides, params, message):
+    paths, _ = slides
+    with open_slide(paths["empty"]) as slide:
+        with pytest.raises(ValueError, match=rf"segment_tissue: {message}"):
+            segment_tissue(slide, **params)
+
+
+def test_a_path_instead_of_a_slide_is_refused(slides):
+    paths, _ = slides
+    with pytest.raises(TypeError, match=r"slide must be an open lnmkit Slide; got PosixPath.*open_slide"):
+        segment_tissue(paths["empty"])
+
+
 def test_robust_threshold_guards():
     rng = np.random.default_rng(1)
     glass = rng.normal(5, 2, 5000)
@@ -220,3 +241,16 @@ def test_cli_tissue_writes_outputs_and_reports_failures(slides, tmp_path):
     assert "blob: 2 piece(s)" in result.output
     assert "missing.svs: file does not exist" in result.output
     assert (tmp_path / "blob.geojson").exists() and (tmp_path / "blob.png").exists()
+
+
+def test_cli_tissue_out_blocked_by_a_file(slides, tmp_path):
+    from typer.testing import CliRunner
+
+    from lnmkit.cli import app
+
+    paths, _ = slides
+    (tmp_path / "taken").write_text("")
+    result = CliRunner().invoke(app, ["tissue", str(paths["empty"]), "--out", str(tmp_path / "taken")])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'taken'} is a file, not a folder" in result.output
+    assert "File exists" not in result.output

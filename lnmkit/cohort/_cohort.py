@@ -12,7 +12,7 @@ import pandas as pd
 from lnmkit.cohort._frames import empty_frame, to_frame
 from lnmkit.cohort._problem import Problem, has_errors
 from lnmkit.cohort._schemas import load_schemas
-from lnmkit.cohort._validate import standard_files, validate_files
+from lnmkit.cohort._validate import folder_problem, standard_files, validate_files
 from lnmkit.exceptions import CohortValidationError, CohortValidationWarning
 
 __all__ = ["Cohort"]
@@ -158,7 +158,7 @@ class Cohort:
         """
         directory = Path(directory).expanduser()
         if not directory.is_dir():
-            raise CohortValidationError([Problem(str(directory), None, None, None, "cohort folder not found")])
+            raise CohortValidationError([folder_problem(directory)])
         return cls._load(standard_files(directory), root=directory, stacklevel=3)
 
     # -- tables -------------------------------------------------------------------

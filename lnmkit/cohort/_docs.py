@@ -98,7 +98,8 @@ Checked in each table, as declared by its schema:
 * the row rules and column comparisons listed with each table below;
 * the primary key is unique (one row per patient, one `slide_id` per slide, one
   `node_id` per node within a patient);
-* slide files (and any other path column) exist, relative to the table's folder.
+* slide files (and any other path column) exist and are files, not folders, relative
+  to the table's folder.
 
 Checked across tables: every `patient_id` of another table is in `clinical.csv`.
 Patients of `clinical.csv` without outcome, node or slide rows are fine.
@@ -178,7 +179,7 @@ lnmkit's own keywords:
 | `x-foreign-keys` | top | `[{"columns": [...], "table": "clinical"}]`: values must be keys of that table |
 | `x-column-comparisons` | top | `[{"left", "op", "right", "description"}]`: numeric comparison between two columns of a row |
 | `x-unit` | column | unit of a numeric column |
-| `x-file-path` | column | `true`: a path relative to the table's folder that must exist; loaded as an absolute path |
+| `x-file-path` | column | `true`: a path relative to the table's folder that must name an existing file (not a folder); loaded as an absolute path |
 | `x-severity` | column, rule, comparison, foreign key | `error` (default) or `warning` |
 | `x-column` | rule | column a violated row rule is reported on |
 
@@ -214,7 +215,7 @@ def _allowed(spec) -> str:
     if "maxLength" in spec:
         parts.append(f"at most {spec['maxLength']} characters")
     if spec.get("x-file-path"):
-        parts.append("existing file or folder")
+        parts.append("existing file")
     return "; ".join(parts)
 
 

@@ -84,9 +84,11 @@ def read_csv_text(path) -> tuple[RawTable | None, list[Problem]]:
     # trailing empty header cells come from spreadsheets that export extra commas
     while header and not header[-1]:
         header.pop()
-    if len(header) == 1 and ";" in header[0]:
+    separator = next((label for char, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
+                      if len(header) == 1 and char in header[0]), None)
+    if separator:
         problems.append(Problem(name, 1, None, None,
-                                "the header looks semicolon-separated; lnmkit reads comma-separated files "
+                                f"the header looks {separator}-separated; lnmkit reads comma-separated files "
                                 "(export as 'CSV UTF-8 (comma delimited)')"))
     seen = {}
     for position, column in enumerate(header, start=1):

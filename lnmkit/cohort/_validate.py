@@ -24,7 +24,7 @@ from lnmkit.cohort._problem import Problem
 from lnmkit.cohort._read import RawTable, read_csv_text
 from lnmkit.cohort._schemas import TableSchema, load_schemas
 
-__all__ = ["ParsedTable", "validate_table", "validate_files", "validate_cohort", "standard_files"]
+__all__ = ["ParsedTable", "validate_table", "validate_files", "validate_cohort", "standard_files", "folder_problem"]
 
 _MISSING_TOKENS = {"NA", "N/A", "NAN", "NULL", "NONE", "-", "--", ".", "?", "MISSING", "UNKNOWN", "ND"}
 _OPS = {
@@ -316,8 +316,21 @@ def _resolve_paths(schema, file, cells, rows, columns, base) -> tuple[dict, list
             resolved.iat[i] = str(full)
             if not full.exists():
                 problems.append(Problem(file, int(rows[i]), column, text, f"file not found: {full}"))
+            elif full.is_dir():
+                problems.append(Problem(file, int(rows[i]), column, text,
+                                        f"is a folder, not a file: {full}; name the file itself (a DICOM "
+                                        "or MRXS slide: one of its .dcm files or its .mrxs file; a DICOM "
+                                        "image series: convert it to NIfTI first)"))
         paths[column] = resolved
     return paths, problems
+
+
+def folder_problem(directory) -> Problem:
+    """The problem with a cohort path that is not a folder: missing, or a file given instead."""
+    message = "cohort folder not found"
+    if directory.exists():
+        message = "is a file, not a cohort folder; pass the folder that holds clinical.csv"
+    return Problem(str(directory), None, None, None, message)
 
 
 def validate_table(schema: TableSchema, path) -> tuple[ParsedTable | None, list[Problem]]:
@@ -473,6 +486,6 @@ def validate_cohort(directory) -> list[Problem]:
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():
-        return [Problem(str(directory), None, None, None, "cohort folder not found")]
+        return [folder_problem(directory)]
     _, problems = validate_files(standard_files(directory))
     return problems

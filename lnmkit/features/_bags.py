@@ -29,6 +29,7 @@ from lnmkit.exceptions import FeatureBagError
 __all__ = ["FeatureBag", "read_bag", "write_bag"]
 
 _CHUNK_ROWS = 1024
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib")
 
 
 @dataclass
@@ -107,6 +108,19 @@ def _plain(value):
     return value
 
 
+def _check_finite(features, coords, where):
+    """Refuse NaN or infinite features, naming the first tile: MIL pooling would turn them into NaN scores."""
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        row = int(bad[0])
+        raise FeatureBagError(
+            f"{where}: {len(bad)} of {len(features)} tile(s) have NaN or infinite features (first: row {row}, "
+            f"tile at (x, y) = {tuple(int(v) for v in coords[row])}, column "
+            f"{int(np.flatnonzero(~np.isfinite(features[row]))[0])}). Re-extract the slide, or drop those "
+            "rows before writing the bag.")
+
+
 def write_bag(path, bag: FeatureBag):
     """Write a feature bag to HDF5 atomically.
 
@@ -122,12 +136,20 @@ def write_bag(path, bag: FeatureBag):
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    TypeError
+        If ``bag`` is not a FeatureBag.
+    FeatureBagError
+        If a feature is NaN or infinite.
     """
     import h5py
 
     if not isinstance(bag, FeatureBag):
         raise TypeError(f"write_bag: bag must be a FeatureBag; got {type(bag).__name__} instead.")
     path = Path(path)
+    _check_finite(bag.features, bag.coords, f"write_bag({path})")
     n, dim = bag.features.shape
     attrs = {"dim": int(dim), "n_tiles": int(n), "lnmkit_version": __version__, **bag.attrs}
     with atomic_path(path, suffix=".h5") as tmp:
@@ -179,13 +201,21 @@ def read_bag(path) -> FeatureBag:
     Raises
     ------
     FeatureBagError
-        If the file is not HDF5, lacks a dataset, or the shapes disagree.
+        If the file is not HDF5 (``.pt``/``.pkl`` files are refused unread: they
+        are never unpickled), lacks a dataset, the shapes disagree, coordinates
+        are not whole pixels, or a feature is NaN or infinite.
     """
     import h5py
 
     path = Path(path)
     if not path.is_file():
-        raise FeatureBagError(f"{path}: feature bag not found.")
+        raise FeatureBagError(f"{path}: feature bag not found." if not path.exists() else
+                              f"{path}: is a folder, not a feature bag (.h5) file.")
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        # Unpickling runs arbitrary code, so PyTorch/pickle bags are refused outright.
+        raise FeatureBagError(f"{path}: PyTorch/pickle files are never read (unpickling can run code); "
+                              "feature bags must be HDF5 with datasets 'features' and 'coords'. Convert it "
+                              "where it was made, e.g. with lnmkit.features.write_bag.")
     try:
         with h5py.File(path, "r") as f:
             missing = [name for name in ("features", "coords") if name not in f]
@@ -197,7 +227,8 @@ def read_bag(path) -> FeatureBag:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             coord_attrs = {k: _plain(v) for k, v in f["coords"].attrs.items()}
     except OSError as exc:
-        raise FeatureBagError(f"{path}: cannot be read as HDF5 ({exc}).") from exc
+        raise FeatureBagError(f"{path}: cannot be read as HDF5 ({exc}); a feature bag is an HDF5 file "
+                              "with datasets 'features' and 'coords'.") from exc
     if features.ndim == 3 and features.shape[0] == 1:
         features = features[0]
     if coords.ndim == 3 and coords.shape[0] == 1:
@@ -205,6 +236,14 @@ def read_bag(path) -> FeatureBag:
     if features.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(features):
         raise FeatureBagError(f"{path}: features {features.shape} and coords {coords.shape} do not "
                               "form a bag (expected (N, D) and (N, 2)).")
+    if not (np.issubdtype(features.dtype, np.number) and np.issubdtype(coords.dtype, np.number)):
+        raise FeatureBagError(f"{path}: features ({features.dtype}) and coords ({coords.dtype}) must be "
+                              "numeric.")
+    if not np.issubdtype(coords.dtype, np.integer) and \
+            not (np.isfinite(coords).all() and np.array_equal(coords, np.round(coords))):
+        raise FeatureBagError(f"{path}: coords must be whole level-0 pixel positions; got {coords.dtype} "
+                              "values with fractions or NaN.")
+    _check_finite(features, coords, path)
     for ours, theirs in (("tile_size", "patch_size"), ("tile_size_level0", "patch_size_level0")):
         if ours not in attrs and theirs in coord_attrs:
             attrs[ours] = coord_attrs[theirs]

@@ -10,7 +10,6 @@ stopped.
 from __future__ import annotations
 
 import json
-import math
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lnmkit._io import atomic_path, atomic_write_text
+from lnmkit._validation import check_fraction, check_int, check_positive
 from lnmkit._version import __version__
 from lnmkit.exceptions import ExtractionError
 from lnmkit.features._bags import FeatureBag, write_bag
@@ -283,16 +283,12 @@ def _write_manifest(path, rows):
 
 
 def _check_args(mpp, tile_size, min_tissue, batch_size, n_workers):
-    if not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-        raise ValueError(f"extract: mpp must be a positive number; got {mpp!r} instead.")
-    if not (isinstance(tile_size, (int, np.integer)) and tile_size >= 16):
-        raise ValueError(f"extract: tile_size must be an integer >= 16; got {tile_size!r} instead.")
-    if not (0.0 <= min_tissue <= 1.0):
-        raise ValueError(f"extract: min_tissue must be in [0, 1]; got {min_tissue!r} instead.")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"extract: batch_size must be a positive integer; got {batch_size!r}.")
-    if n_workers is not None and not (isinstance(n_workers, (int, np.integer)) and n_workers >= 1):
-        raise ValueError(f"extract: n_workers must be a positive integer; got {n_workers!r}.")
+    check_positive(mpp, "mpp", "extract")
+    check_int(tile_size, "tile_size", "extract", minimum=16)
+    check_fraction(min_tissue, "min_tissue", "extract")
+    check_int(batch_size, "batch_size", "extract")
+    if n_workers is not None:
+        check_int(n_workers, "n_workers", "extract")
 
 
 def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, min_tissue=0.5,
@@ -359,7 +355,11 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
     """
     from tqdm.auto import tqdm
 
+    from lnmkit.slides._tissue import check_tissue_params
+
     _check_args(mpp, tile_size, min_tissue, batch_size, n_workers)
+    # Checked here so that a bad value fails once, not once per slide in the manifest.
+    check_tissue_params(dict(tissue_params or {}))
     slides = _slides_table(cohort)
     encoder_kwargs = dict(encoder_kwargs or {})
     if isinstance(encoder, TileEncoder):

@@ -179,6 +179,20 @@ def list_encoders() -> list[str]:
     return sorted(_ENCODERS)
 
 
+def _check_kwargs(name, factory, kwargs, skip=0):
+    """Name the encoder and its valid parameters when a keyword is unknown (not Python's bare TypeError)."""
+    import inspect
+
+    params = list(inspect.signature(factory).parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(f"get_encoder: encoder {name!r} has no parameter(s) {unknown}; its parameters are "
+                        f"{sorted(valid)}.")
+
+
 def get_encoder(name, **kwargs) -> TileEncoder:
     """Build a tile encoder by name.
 
@@ -216,9 +230,11 @@ def get_encoder(name, **kwargs) -> TileEncoder:
         raise TypeError(f"get_encoder: name must be a string; got {type(name).__name__} instead.")
     _load_builtin_encoders()
     if name in _ENCODERS:
+        _check_kwargs(name, _ENCODERS[name], kwargs)
         return _ENCODERS[name](**kwargs)
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _PREFIXES and rest:
+        _check_kwargs(name, _PREFIXES[prefix], kwargs, skip=1)
         return _PREFIXES[prefix](rest, **kwargs)
     valid = ", ".join(repr(n) for n in sorted(_ENCODERS))
     prefixes = ", ".join(f"'{p}:<name>'" for p in sorted(_PREFIXES))

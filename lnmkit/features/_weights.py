@@ -43,9 +43,10 @@ def _hf_repo_folder(repo_id):
 def hf_cached_file(repo_id, filename):
     """Path of ``filename`` of ``repo_id`` in the local Hugging Face cache, or None.
 
-    Uses ``huggingface_hub.try_to_load_from_cache`` when installed, and otherwise
-    reads the cache layout (``models--org--name/refs/main`` -> ``snapshots/<rev>``)
-    itself; never touches the network.
+    Uses ``huggingface_hub.try_to_load_from_cache`` when installed; when that finds
+    nothing (or it is not installed) reads the cache layout itself
+    (``models--org--name/refs/main`` -> ``snapshots/<rev>``, else any snapshot holding
+    the file); never touches the network.
 
     Parameters
     ----------
@@ -64,7 +65,10 @@ def hf_cached_file(repo_id, filename):
         try_to_load_from_cache = None
     if try_to_load_from_cache is not None:
         found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hf_cache_dir()))
-        return Path(found) if isinstance(found, str) else None
+        if isinstance(found, str):
+            return Path(found)
+    # huggingface_hub only follows refs/main; a snapshot copied without its refs folder
+    # must be found the same way whether or not huggingface_hub is installed.
     folder = _hf_repo_folder(repo_id)
     ref = folder / "refs" / "main"
     candidates = []

@@ -133,9 +133,10 @@ class ByteDropout(nn.Module):
         n = x.numel()
         # 56 random bits per int64 -> 7 uniform bytes (the top byte is always zero).
         words = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_(0, 2**56)
-        rand = words.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n].view(x.shape)  # (...,) uint8
-        keep = (rand >= self.threshold).to(x.dtype).mul_(256.0 / (256 - self.threshold))  # (...,)
-        return x * keep
+        # Compare on the strided byte view: the comparison writes the one contiguous copy.
+        rand = words.view(torch.uint8).view(-1, 8)[:, :7]  # (n / 7, 7) uint8
+        keep = (rand >= self.threshold).view(-1)[:n].view(x.shape)  # (...,) bool
+        return x * keep.to(x.dtype).mul_(256.0 / (256 - self.threshold))
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -18,6 +18,7 @@ __all__ = [
     "check_volume",
     "read_mask",
     "match_mask_to_image",
+    "load_image_and_mask",
     "read_images_table",
     "write_volume",
 ]
@@ -49,6 +50,9 @@ def read_volume(path):
     import SimpleITK as sitk
 
     path = Path(path)
+    if path.is_dir():
+        raise RadiologyImageError(path, "is a folder, not an image file; convert a DICOM series to one NIfTI "
+                                  "file (e.g. with dcm2niix) and list that file in radiology_images.csv")
     if not path.is_file():
         raise RadiologyImageError(path, "file not found; check image_path/mask_path in radiology_images.csv")
     try:
@@ -213,6 +217,45 @@ def match_mask_to_image(image, mask, image_path, mask_path, *, resample_mask=Fal
     return resampled
 
 
+def load_image_and_mask(image, mask, image_path="<image>", mask_path="<mask>", *, resample_mask=False):
+    """A volume and its node label mask, from files or images, checked and on one voxel grid.
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image or str or path-like
+        Volume and integer label mask (0 = background).
+    image_path, mask_path : str, default="<image>", "<mask>"
+        Names used in errors when images (not files) are given.
+    resample_mask : bool, default=False
+        Resample a mask whose grid differs from the image's (nearest neighbour)
+        instead of raising.
+
+    Returns
+    -------
+    image, mask : SimpleITK.Image
+        The mask is of pixel type UInt32 on the image's grid.
+    image_path, mask_path : str
+        The file names when files were given, else the names passed in.
+
+    Raises
+    ------
+    RadiologyImageError, ImageGeometryError
+        On unreadable files, non-scalar or non-3-D volumes, or mismatched grids.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image_path, image = str(image), read_volume(image)
+    else:
+        image = check_volume(image, image_path)
+    if isinstance(mask, (str, os.PathLike)):
+        mask_path, mask = str(mask), read_mask(mask)
+    else:
+        import SimpleITK as sitk
+
+        mask = _as_label_image(check_volume(mask, mask_path), mask_path, sitk)
+    mask = match_mask_to_image(image, mask, image_path, mask_path, resample_mask=resample_mask)
+    return image, mask, image_path, mask_path
+
+
 def read_images_table(images, root=None):
     """Read and check ``radiology_images.csv`` (patient_id, image_path, mask_path, modality).
 
@@ -237,12 +280,11 @@ def read_images_table(images, root=None):
         empty cell, unknown modality, file not found).
     """
     source = "radiology_images.csv"
+    lines = None
     if isinstance(images, (str, os.PathLike)):
         source = str(images)
-        if not Path(images).is_file():
-            raise RadiologyImageError(images, "file not found")
         root = Path(images).parent if root is None else root
-        images = pd.read_csv(images, dtype={"patient_id": str}, keep_default_na=True)
+        images, lines = _read_images_csv(images)
     elif not isinstance(images, pd.DataFrame):
         raise TypeError(f"images must be a path to radiology_images.csv or a DataFrame; got {type(images).__name__}")
     else:
@@ -258,7 +300,7 @@ def read_images_table(images, root=None):
     df["patient_id"] = [normalize_patient_id(v) for v in df["patient_id"]]
     modalities = []
     for i, row in df.iterrows():
-        where = f"row {i} (line {i + 2})"
+        where = f"row {i} (line {i + 2 if lines is None else lines[i]})"
         if row["patient_id"] is None:
             problems.append(f"{where}: column 'patient_id' is empty")
         modality = canonical_modality(row["modality"], IMAGE_MODALITIES)
@@ -274,13 +316,27 @@ def read_images_table(images, root=None):
                 continue
             path = Path(value.strip()).expanduser()
             path = path if path.is_absolute() else root / path
-            if not path.is_file():
+            if path.is_dir():
+                problems.append(f"{where}: column {column!r} = {value!r}: {path} is a folder, not an image file")
+            elif not path.is_file():
                 problems.append(f"{where}: column {column!r} = {value!r}: file {path} not found")
             df.at[i, column] = str(path.resolve())
     df["modality"] = modalities
     if problems:
         raise RadiologyImageError(source, f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return df
+
+
+def _read_images_csv(path):
+    """The cells of ``radiology_images.csv`` as text (the reader of every cohort table), and line numbers."""
+    from lnmkit.cohort._read import read_csv_text
+
+    raw, problems = read_csv_text(path)
+    errors = [p for p in problems if p.is_error]
+    if raw is None or errors:
+        raise RadiologyImageError(path, "; ".join(p.message if p.row is None else f"row {p.row}: {p.message}"
+                                                  for p in errors))
+    return raw.cells, raw.row_numbers
 
 
 def write_volume(image, path):

@@ -114,7 +114,9 @@ def validate_nodes(nodes, *, source=None):
     if not isinstance(nodes, pd.DataFrame):
         raise TypeError(
             f"the radiology node table must be a pandas DataFrame; got {type(nodes).__name__}. "
-            "Read it with pandas.read_csv('radiology_nodes.csv') or use Cohort.radiology_nodes."
+            "Use Cohort.from_dir(folder).radiology_nodes, or read it with pandas.read_csv(path, "
+            "dtype={'patient_id': str, 'node_id': str, 'station': str}) so that identifiers keep "
+            "their leading zeros."
         )
     source = source or nodes.attrs.get("path") or nodes.attrs.get("source") or "radiology_nodes.csv"
     missing = [c for c in REQUIRED_NODE_COLUMNS if c not in nodes.columns]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from lnmkit._validation import check_non_negative
 from lnmkit.exceptions import NodeTableError, NotFittedError, RadiologyWarning
 from lnmkit.radiology._node_table import NODE_MODALITIES, canonical_modality, normalize_patient_id, validate_nodes
 from lnmkit.radiology._rules import (
@@ -164,9 +164,7 @@ class NodeFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"{name}: cancer must be one of {list(CANCER_TYPES)}; got {self.cancer!r} instead.")
         size = resolve_size_criteria(self.size_criteria, self.cancer, owner=name)
         rule = resolve_n_category(self.n_category_thresholds, self.cancer, owner=name)
-        thr = self.suv_threshold
-        if isinstance(thr, bool) or not isinstance(thr, numbers.Real) or not np.isfinite(thr) or thr < 0:
-            raise ValueError(f"{name}: suv_threshold must be a finite number >= 0; got {thr!r} instead.")
+        thr = check_non_negative(self.suv_threshold, "suv_threshold", name)
         feats = self.suspicious_features
         if isinstance(feats, str) or feats is None:
             feats = () if feats is None else (feats,)

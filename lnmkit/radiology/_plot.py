@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from lnmkit.radiology._images import _as_label_image, check_volume, match_mask_to_image, read_mask, read_volume
+from lnmkit.radiology._images import load_image_and_mask
 from lnmkit.radiology._shape import axial_measurements
 
 __all__ = ["plot_node"]
@@ -51,16 +49,7 @@ def plot_node(image, mask, label, *, modality="CT", window=None, resample_mask=F
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
-    image_path, mask_path = "<image>", "<mask>"
-    if isinstance(image, (str, os.PathLike)):
-        image_path, image = str(image), read_volume(image)
-    else:
-        image = check_volume(image, image_path)
-    if isinstance(mask, (str, os.PathLike)):
-        mask_path, mask = str(mask), read_mask(mask)
-    else:
-        mask = _as_label_image(check_volume(mask, mask_path), mask_path, sitk)
-    mask = match_mask_to_image(image, mask, image_path, mask_path, resample_mask=resample_mask)
+    image, mask, image_path, mask_path = load_image_and_mask(image, mask, resample_mask=resample_mask)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     if abs(abs(direction[2, 2]) - 1.0) > 1e-3:
         raise ValueError(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import numbers
-import os
 import warnings
 from pathlib import Path
 
@@ -13,16 +11,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from lnmkit._validation import check_int, check_positive
 from lnmkit.exceptions import NotFittedError, RadiologyImageError, RadiologyWarning
-from lnmkit.radiology._images import (
-    IMAGE_MODALITIES,
-    _as_label_image,
-    check_volume,
-    match_mask_to_image,
-    read_images_table,
-    read_mask,
-    read_volume,
-)
+from lnmkit.radiology._images import IMAGE_MODALITIES, load_image_and_mask, read_images_table
 from lnmkit.radiology._node_measure import FEATURE_INFO, NODE_FEATURES, measure_case
 from lnmkit.radiology._node_table import canonical_modality, validate_nodes
 from lnmkit.radiology._nodes import resolve_patients
@@ -125,14 +116,10 @@ class NodeRadiomics(BaseEstimator):
             raise ValueError(
                 f"{name}: modality must be None or one of {list(IMAGE_MODALITIES)}; got {self.modality!r} instead."
             )
-        for pname in ("texture_spacing_mm", "bin_width"):
-            value = getattr(self, pname)
-            if value is None and pname == "bin_width":
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"{name}: {pname} must be a positive number; got {value!r} instead.")
-        if isinstance(self.n_bins, bool) or not isinstance(self.n_bins, numbers.Integral) or self.n_bins < 2:
-            raise ValueError(f"{name}: n_bins must be an integer >= 2; got {self.n_bins!r} instead.")
+        check_positive(self.texture_spacing_mm, "texture_spacing_mm", name)
+        if self.bin_width is not None:
+            check_positive(self.bin_width, "bin_width", name)
+        check_int(self.n_bins, "n_bins", name, minimum=2)
         aggs = (self.aggregations,) if isinstance(self.aggregations, str) else tuple(self.aggregations)
         if not aggs or any(a not in _AGGREGATIONS for a in aggs):
             raise ValueError(
@@ -195,18 +182,10 @@ class NodeRadiomics(BaseEstimator):
             On unreadable files or mismatched grids.
         """
         self._check_fitted()
-        if isinstance(image, (str, os.PathLike)):
-            image_path, image = str(image), read_volume(image)
-        else:
-            image = check_volume(image, image_path)
-        if isinstance(mask, (str, os.PathLike)):
-            mask_path, mask = str(mask), read_mask(mask)
-        else:
-            import SimpleITK as sitk
-
-            mask = _as_label_image(check_volume(mask, mask_path), mask_path, sitk)
+        image, mask, image_path, mask_path = load_image_and_mask(
+            image, mask, image_path, mask_path, resample_mask=self.resample_mask
+        )
         modality = canonical_modality(modality, IMAGE_MODALITIES) or modality
-        mask = match_mask_to_image(image, mask, image_path, mask_path, resample_mask=self.resample_mask)
         rows = measure_case(
             image, mask, modality=modality, texture_spacing_mm=float(self.texture_spacing_mm),
             bin_width=self.bin_width, n_bins=int(self.n_bins), backend=self.backend_,

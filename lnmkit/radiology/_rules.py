@@ -10,6 +10,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
+from lnmkit._validation import check_positive
+
 __all__ = [
     "SIZE_PRESETS",
     "N_CATEGORY_PRESETS",
@@ -224,9 +226,9 @@ def resolve_size_criteria(size_criteria, cancer, *, owner="NodeFeatures"):
             preset["default"], {k: v for k, v in preset.items() if k != "default"}, size_criteria
         )
     if isinstance(size_criteria, numbers.Real) and not isinstance(size_criteria, bool):
-        return SizeCriteria(_check_mm(size_criteria, "size_criteria", owner), {}, f"{size_criteria:g} mm")
+        return SizeCriteria(check_positive(size_criteria, "size_criteria", owner), {}, f"{size_criteria:g} mm")
     if isinstance(size_criteria, dict):
-        default = _check_mm(size_criteria.get("default", base["default"]), "size_criteria['default']", owner)
+        default = check_positive(size_criteria.get("default", base["default"]), "size_criteria['default']", owner)
         by_station = {}
         for station, mm in size_criteria.items():
             if station == "default":
@@ -234,18 +236,12 @@ def resolve_size_criteria(size_criteria, cancer, *, owner="NodeFeatures"):
             key = normalize_station(station)
             if key is None:
                 raise ValueError(f"{owner}: size_criteria has an empty station key {station!r}.")
-            by_station[key] = _check_mm(mm, f"size_criteria[{station!r}]", owner)
+            by_station[key] = check_positive(mm, f"size_criteria[{station!r}]", owner)
         return SizeCriteria(default, by_station, "custom")
     raise TypeError(
         f"{owner}: size_criteria must be None, a preset name, a number of mm or a dict; "
         f"got {type(size_criteria).__name__} instead."
     )
-
-
-def _check_mm(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive number of mm; got {value!r} instead.")
-    return float(value)
 
 
 def resolve_n_category(n_category_thresholds, cancer, *, owner="NodeFeatures"):

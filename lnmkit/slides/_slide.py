@@ -103,6 +103,9 @@ class Slide:
     """
 
     def __init__(self, path, mpp=None):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"open_slide: path must be a str or path-like naming a slide file; "
+                            f"got {type(path).__name__} instead.")
         self.path = Path(path)
         self.slide_id = self.path.stem
         if not self.path.exists():
@@ -299,6 +302,7 @@ class Slide:
 
     def _jpeg_level(self, level):
         """Direct JPEG-tile reader of a level, or None when the level needs OpenSlide."""
+        self._openslide()  # a closed slide must refuse to read on every path, not only OpenSlide's
         if level not in self._fast_levels:
             from lnmkit.slides._tiff_jpeg import jpeg_level_reader
 

@@ -12,6 +12,8 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from lnmkit._io import atomic_path, atomic_write_text
+from lnmkit._plotting import image_axes
+from lnmkit._validation import check_int, check_non_negative, check_positive
 from lnmkit._version import __version__
 from lnmkit.slides._polygons import (
     features_to_polygons, mask_to_polygons, polygons_to_features, polygons_to_mask,
@@ -102,6 +104,53 @@ def _fill_small_holes(mask, max_pixels):
     return mask | fill[holes]
 
 
+def check_tissue_params(params):
+    """The full set of :func:`segment_tissue` parameters, checked, with defaults filled in.
+
+    NaN or a wrong type would otherwise fail deep inside scikit-image (NaN ``mpp``
+    exhausts memory), so every value is checked before any pixel is read.
+
+    Parameters
+    ----------
+    params : dict
+        Overrides of :data:`DEFAULT_TISSUE_PARAMS`.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    TypeError
+        If a parameter name is unknown.
+    ValueError
+        If a value is NaN, negative, out of range or of the wrong type.
+    """
+    where = "segment_tissue"
+    unknown = sorted(set(params) - set(DEFAULT_TISSUE_PARAMS))
+    if unknown:
+        raise TypeError(f"{where}: unknown parameter(s) {unknown}; valid ones are "
+                        f"{sorted(DEFAULT_TISSUE_PARAMS)}.")
+    p = {**DEFAULT_TISSUE_PARAMS, **params}
+    p["mpp"] = check_positive(p["mpp"], "mpp", where)
+    for name in ("median_um", "closing_um", "min_object_um2", "max_hole_um2", "pen_dilation_um"):
+        p[name] = check_non_negative(p[name], name, where)
+    p["black_value"] = check_int(p["black_value"], "black_value", where, minimum=0, maximum=255)
+    if p["threshold"] is not None:
+        p["threshold"] = check_non_negative(p["threshold"], "threshold", where)
+    bounds = p["threshold_range"]
+    if isinstance(bounds, str) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise ValueError(f"{where}: threshold_range must be a pair (low, high) of saturation values; "
+                         f"got {bounds!r} instead.")
+    low = check_non_negative(bounds[0], "threshold_range[0]", where)
+    high = check_non_negative(bounds[1], "threshold_range[1]", where)
+    if low > high:
+        raise ValueError(f"{where}: threshold_range must be (low, high) with low <= high; got {bounds!r} instead.")
+    p["threshold_range"] = (low, high)
+    p["exclude_pen"] = bool(p["exclude_pen"])
+    return p
+
+
 def robust_threshold(values, threshold_range):
     """Otsu threshold of saturation values, clipped to a plausible range.
 
@@ -172,14 +221,10 @@ def segment_tissue(slide, **params):
     lnmkit.exceptions.MissingMppError
         If the slide's microns per pixel are unknown.
     """
-    unknown = sorted(set(params) - set(DEFAULT_TISSUE_PARAMS))
-    if unknown:
-        raise TypeError(f"segment_tissue: unknown parameter(s) {unknown}; valid ones are "
-                        f"{sorted(DEFAULT_TISSUE_PARAMS)}.")
-    p = {**DEFAULT_TISSUE_PARAMS, **params}
-    p["threshold_range"] = tuple(float(v) for v in p["threshold_range"])
-    if p["mpp"] <= 0:
-        raise ValueError(f"segment_tissue: mpp must be positive; got {p['mpp']} instead.")
+    p = check_tissue_params(params)
+    if not hasattr(slide, "read_downsampled"):
+        raise TypeError(f"segment_tissue: slide must be an open lnmkit Slide; got {type(slide).__name__}. "
+                        "Use `with open_slide(path) as slide: segment_tissue(slide)`.")
     image, downsample = slide.read_downsampled(p["mpp"] / slide.mpp)
     mask_mpp = downsample * slide.mpp
 
@@ -408,19 +453,10 @@ class TissueMask:
         -------
         matplotlib.figure.Figure
         """
-        from matplotlib.figure import Figure
-
         background = image if image is not None else self.image
         if background is None:
             background = np.where(self.mask[..., None], 200, 255).astype(np.uint8).repeat(3, axis=2)
-        if ax is None:
-            h, w = background.shape[:2]
-            scale = 6.0 / max(h, w)
-            fig = Figure(figsize=(max(2.0, w * scale), max(2.0, h * scale) + 0.4))
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        ax.imshow(background)
+        fig, ax = image_axes(background, ax)
         # The background may be at another resolution than the mask.
         to_px = background.shape[1] / (self.mask.shape[1] * self.downsample)
         for rings in self.polygons:

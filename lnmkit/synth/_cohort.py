@@ -15,6 +15,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from lnmkit._io import atomic_path, atomic_write_text
+from lnmkit._validation import check_fraction, check_int
 from lnmkit._version import __version__
 from lnmkit.synth._slide_file import write_slide
 from lnmkit.synth._tables import (GASTRIC_STATIONS, MISSING_RATES, clinical_table, draw_patients,
@@ -33,16 +34,13 @@ _SYLLABLES = ["bar", "dov", "fen", "gral", "hok", "istr", "jul", "kven", "lorm",
               "pell", "quast", "rund", "sav", "tor", "ulv", "vask", "wend", "zan"]
 
 _SLIDE_MPP = {"svs": 0.25, "tiff": 0.5}
-_TABLE_COLUMNS = {
-    "clinical": ["patient_id", "age", "sex", "tumour_site", "ct_stage", "grade", "lauren_type",
-                 "tumour_size_mm", "cea_ng_ml", "ca19_9_u_ml", "lvi", "pni", "neoadjuvant"],
-    "radiology_nodes": ["patient_id", "node_id", "modality", "station", "short_axis_mm", "long_axis_mm",
-                        "suv_max", "fatty_hilum", "irregular_margin", "necrosis", "enhancement",
-                        "mask_label"],
-    "outcomes": ["patient_id", "pn_status", "pn_category", "positive_nodes", "examined_nodes", "otc",
-                 "os_months", "os_event", "rfs_months", "rfs_event"],
-    "slides": ["slide_id", "patient_id", "path", "mpp", "stain", "block"],
-}
+
+
+def _columns(table):
+    """Column order of a published table: that of its schema in data_schemas/, the contract."""
+    from lnmkit.cohort._schemas import load_schemas
+
+    return list(load_schemas()[table].columns)
 
 
 def _fake_name(rng):
@@ -257,6 +255,13 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     pathlib.Path
         ``out_dir``.
 
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (checked before anything is written).
+    FileExistsError
+        If ``out_dir`` is a file, or already holds a cohort and ``overwrite`` is False.
+
     Examples
     --------
     >>> import tempfile
@@ -265,18 +270,16 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     >>> sorted(p.name for p in root.glob("*.csv"))
     ['clinical.csv', 'outcomes.csv', 'radiology_nodes.csv', 'slides.csv']
     """
-    n_patients = int(n_patients)
-    if n_patients < 4:
-        raise ValueError(f"n_patients must be at least 4; got {n_patients} instead.")
-    if slides and int(slide_size) < 512:
-        raise ValueError(f"slide_size must be at least 512 pixels; got {slide_size} instead.")
+    # slide_size is checked even without slides: truth.json records it as a parameter of the cohort.
+    n_patients = check_int(n_patients, "n_patients", "make_cohort", minimum=4)
+    slide_size = check_int(slide_size, "slide_size", "make_cohort", minimum=512)
     for name, value in [("two_slide_fraction", two_slide_fraction), ("tiff_fraction", tiff_fraction),
                         ("pen_fraction", pen_fraction), ("withheld_radiology_fraction",
                                                          withheld_radiology_fraction)]:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be within [0, 1]; got {value!r} instead.")
-    slide_size = int(slide_size)
+        check_fraction(value, name, "make_cohort")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder; choose a folder to write the cohort into.")
     if (out_dir / "clinical.csv").exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds a cohort (clinical.csv); pass overwrite=True "
                               "(CLI: --overwrite) or choose an empty folder.")
@@ -298,7 +301,7 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
 
     plan = _plan_slides(patients, np.random.default_rng(s_slides_plan), two_slide_fraction,
                         tiff_fraction, pen_fraction)
-    slide_table = plan.assign(mpp=np.nan, stain="H&E")[_TABLE_COLUMNS["slides"]]
+    slide_table = plan.assign(mpp=np.nan, stain="H&E")[_columns("slides")]
 
     slide_truth = {}
     if slides:
@@ -319,9 +322,9 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
         slide_truth = {sid: slide_truth[sid] for sid in plan["slide_id"]}
     _remove_stale(out_dir, plan, slide_truth)
 
-    _write_csv(clinical.reset_index()[_TABLE_COLUMNS["clinical"]], out_dir / "clinical.csv")
-    _write_csv(radiology[_TABLE_COLUMNS["radiology_nodes"]], out_dir / "radiology_nodes.csv")
-    _write_csv(outcomes.reset_index()[_TABLE_COLUMNS["outcomes"]], out_dir / "outcomes.csv")
+    _write_csv(clinical.reset_index()[_columns("clinical")], out_dir / "clinical.csv")
+    _write_csv(radiology[_columns("radiology_nodes")], out_dir / "radiology_nodes.csv")
+    _write_csv(outcomes.reset_index()[_columns("outcomes")], out_dir / "outcomes.csv")
     _write_csv(slide_table, out_dir / "slides.csv")
     truth_dir = out_dir / "truth"
     _write_csv(patients.reset_index(), truth_dir / "patients.csv")

@@ -20,6 +20,7 @@ import tifffile
 from PIL import Image, ImageDraw
 
 from lnmkit._io import atomic_path
+from lnmkit._validation import check_positive
 
 __all__ = ["write_slide", "downsample_rgb", "render_label"]
 
@@ -136,8 +137,23 @@ def write_slide(
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not an (H, W, 3) array of 0-255 integers (floats are refused
+        rather than guessed), ``mpp`` is not a positive number, or ``layout`` or
+        ``upsample`` is invalid.
     """
+    image = np.asarray(image)
+    # Casting floats (0-1 or 0-255?) or out-of-range integers would write a silently wrong slide.
+    if image.dtype != np.uint8 and (not np.issubdtype(image.dtype, np.integer) or
+                                    (image.size and (image.min() < 0 or image.max() > 255))):
+        found = f" with values {image.min()}..{image.max()}" if image.size and image.dtype.kind in "iuf" else ""
+        raise ValueError(f"write_slide: image must be uint8 RGB (0-255); got {image.dtype}{found}. Scale it "
+                         "to 0-255 and cast with .astype(np.uint8).")
     image = np.ascontiguousarray(image, dtype=np.uint8)
+    mpp = check_positive(mpp, "mpp", "write_slide")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must have shape (H, W, 3); got {image.shape} instead.")
     if layout not in ("svs", "tiff"):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lnmkit._plotting import image_axes
+from lnmkit._validation import check_fraction, check_int, check_non_negative, check_positive
 from lnmkit.exceptions import SlideError
 
 __all__ = ["TileGrid", "tile_grid"]
@@ -89,21 +91,13 @@ class TileGrid:
         matplotlib.figure.Figure
         """
         from matplotlib.collections import PolyCollection
-        from matplotlib.figure import Figure
 
         width, height = self.dimensions
         if image is None:
             scale = 1024 / max(width, height)
             image = np.full((max(1, round(height * scale)), max(1, round(width * scale)), 3), 255,
                             dtype=np.uint8)
-        if ax is None:
-            h, w = image.shape[:2]
-            size = 6.0 / max(h, w)
-            fig = Figure(figsize=(max(2.0, w * size), max(2.0, h * size) + 0.4))
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        ax.imshow(image)
+        fig, ax = image_axes(image, ax)
         to_px = image.shape[1] / width
         side = self.tile_size_level0 * to_px
         x, y = self.coords[:, 0] * to_px - 0.5, self.coords[:, 1] * to_px - 0.5
@@ -152,12 +146,10 @@ def tile_grid(slide, tissue, mpp=0.5, tile_size=224, min_tissue=0.5, *, mpp_tole
     ValueError
         If a parameter is out of range, or ``tissue`` belongs to another slide.
     """
-    if not (isinstance(tile_size, (int, np.integer)) and tile_size > 0):
-        raise ValueError(f"tile_grid: tile_size must be a positive integer; got {tile_size!r} instead.")
-    if not mpp > 0:
-        raise ValueError(f"tile_grid: mpp must be positive; got {mpp!r} instead.")
-    if not 0.0 <= min_tissue <= 1.0:
-        raise ValueError(f"tile_grid: min_tissue must be in [0, 1]; got {min_tissue!r} instead.")
+    tile_size = check_int(tile_size, "tile_size", "tile_grid")
+    mpp = check_positive(mpp, "mpp", "tile_grid")
+    min_tissue = check_fraction(min_tissue, "min_tissue", "tile_grid")
+    mpp_tolerance = check_non_negative(mpp_tolerance, "mpp_tolerance", "tile_grid")
     slide_mpp = slide.mpp
     if slide_mpp > mpp * (1.0 + mpp_tolerance):
         raise SlideError(slide.path, f"scanned at {slide_mpp:.4g} µm/px, coarser than the requested "

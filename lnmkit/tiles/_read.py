@@ -9,6 +9,7 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
+from lnmkit._validation import check_int
 from lnmkit.exceptions import SlideError
 from lnmkit.slides._tiff_jpeg import DecodedTiles
 
@@ -75,8 +76,7 @@ def read_tiles(slide, grid, batch_size=64, *, backend: Literal["auto", "jpeg", "
     if backend not in ("auto", "jpeg", "openslide"):
         raise ValueError(f"read_tiles: backend must be 'auto', 'jpeg' or 'openslide'; got {backend!r} "
                          f"instead.")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-        raise ValueError(f"read_tiles: batch_size must be a positive integer; got {batch_size!r} instead.")
+    batch_size = check_int(batch_size, "batch_size", "read_tiles")
     if tuple(grid.dimensions) != tuple(slide.dimensions):
         raise ValueError(f"read_tiles: the grid was made for a {tuple(grid.dimensions)} slide "
                          f"({grid.slide_id!r}) but {slide.path.name} is {slide.dimensions}.")
