@@ -298,17 +298,18 @@ class MILClassifier(BaseEstimator):
         std[std < 1e-6] = 1.0  # constant features carry no signal; avoid dividing by ~0
         self.feature_mean_ = mean.astype(np.float32)
         self.feature_std_ = std.astype(np.float32)
-        # Standardise once into one contiguous block: training batches are gathered
-        # from it by row index, with no per-step padding or re-scaling.
-        offsets = np.concatenate([[0], np.cumsum([f.shape[0] for f in feats])])
-        block = np.empty((int(offsets[-1]), self.n_features_in_), dtype=np.float32)
-        for f, a, b in zip(feats, offsets[:-1], offsets[1:]):
-            np.subtract(f, self.feature_mean_, out=block[a:b])
-            block[a:b] /= self.feature_std_
-        scaled = [block[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-
         rng = np.random.default_rng(self.random_state)
         train_idx, val_idx = self._inner_split(lnm, rng)
+        # Standardise once into one contiguous block: training batches are gathered
+        # from it by row index, with no per-step padding or re-scaling. Under bfloat16
+        # autocast the projection rounds its input to bfloat16 anyway, so the block is
+        # stored rounded (same values, half the memory and bytes gathered per step).
+        offsets = np.concatenate([[0], np.cumsum([f.shape[0] for f in feats])])
+        block = torch.empty((int(offsets[-1]), self.n_features_in_),
+                            dtype=torch.bfloat16 if self._use_bf16() else torch.float32)
+        for i in train_idx:
+            block[offsets[i]:offsets[i + 1]] = torch.from_numpy(self._scale(feats[i]))
+        val_bags = [self._scale(feats[i]) for i in val_idx]  # float32, every tile
         self.train_patients_ = [pids[i] for i in train_idx]
         self.val_patients_ = [pids[i] for i in val_idx]
         weights = self._class_weights(targets, train_idx, tasks)
@@ -316,7 +317,7 @@ class MILClassifier(BaseEstimator):
         with torch.random.fork_rng(devices=[]), _torch_threads(self.n_threads):
             torch.manual_seed(self.random_state)
             model = self._build(self.n_features_in_, tasks)
-            self._train(model, block, offsets, scaled, targets, weights, train_idx, val_idx, rng)
+            self._train(model, block, offsets, val_bags, targets, weights, train_idx, val_idx, rng)
         return self
 
     def _build(self, in_dim, tasks):
@@ -382,15 +383,10 @@ class MILClassifier(BaseEstimator):
                for k, v in {**targets, **weights}.items()}
         return out
 
-    def _train(self, model, block, offsets, scaled, targets, weights, train_idx, val_idx, rng):
+    def _train(self, model, block, offsets, val_bags, targets, weights, train_idx, val_idx, rng):
         from tqdm.auto import tqdm
 
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        block = torch.from_numpy(block)  # shares memory with the scaled bags
-        if self._use_bf16():
-            # Autocast rounds the projection's input to bfloat16 anyway; rounding once
-            # here gives the same values and halves the bytes gathered every step.
-            block = block.to(torch.bfloat16)
         sizes = np.diff(offsets)
         lengths = np.minimum(sizes, self.max_tiles)
         history = []
@@ -420,7 +416,7 @@ class MILClassifier(BaseEstimator):
                 n_seen += len(ids)
             row = {"epoch": epoch, "train_loss": sum(losses) / max(n_seen, 1)}
             if len(val_idx):
-                val_loss = self._val_loss(model, scaled, targets, weights, val_idx)
+                val_loss = self._val_loss(model, val_bags, targets, weights, val_idx)
                 row["val_loss"] = val_loss
                 if val_loss < best[0] - 1e-6:
                     best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
@@ -439,8 +435,8 @@ class MILClassifier(BaseEstimator):
         self.model_ = model
         self.history_ = pd.DataFrame(history).set_index("epoch")
 
-    def _val_loss(self, model, scaled, targets, weights, val_idx):
-        outs = self._forward_many(model, [scaled[i] for i in val_idx])
+    def _val_loss(self, model, val_bags, targets, weights, val_idx):
+        outs = self._forward_many(model, val_bags)
         logits = {t: torch.as_tensor(np.array([o["logits"][t] for o in outs])) for t in model.tasks}
         model.eval()
         with torch.no_grad():
@@ -449,8 +445,12 @@ class MILClassifier(BaseEstimator):
         return float(parts["lnm"]) if "lnm" in parts else float(loss)
 
     # -------------------------------------------------------------- inference
-    def _forward_many(self, model, arrays, with_tiles=False):
-        """Run ``model`` in eval mode on full bags; one dict of numpy results per bag."""
+    def _forward_many(self, model, arrays, with_tiles=False, scale=False):
+        """Run ``model`` in eval mode on full bags; one dict of numpy results per bag.
+
+        ``scale=True`` standardises each group of bags just before its forward pass,
+        so no standardised copy of every bag is held at once.
+        """
         model.eval()
         order = np.argsort([a.shape[0] for a in arrays], kind="stable")
         results = [None] * len(arrays)
@@ -461,7 +461,8 @@ class MILClassifier(BaseEstimator):
                 while stop < len(order) and arrays[order[stop]].shape[0] * (stop - start + 1) <= _EVAL_TILE_BUDGET:
                     stop += 1
                 ids = order[start:stop]
-                x = torch.from_numpy(np.concatenate([arrays[i] for i in ids]))  # (sum n_i, D)
+                x = np.concatenate([arrays[i] for i in ids])  # (sum n_i, D)
+                x = torch.from_numpy(self._scale(x) if scale else x)
                 out = model.forward_packed(x.to(self.device), [arrays[i].shape[0] for i in ids])
                 for j, i in enumerate(ids):
                     n = arrays[i].shape[0]
@@ -487,7 +488,7 @@ class MILClassifier(BaseEstimator):
                 )
         pids = list(bags)
         with _torch_threads(self.n_threads):
-            outs = self._forward_many(self.model_, [self._scale(bags[p].features) for p in pids], with_tiles)
+            outs = self._forward_many(self.model_, [bags[p].features for p in pids], with_tiles, scale=True)
         return bags, pids, outs
 
     def _scores_frame(self, pids, outs):
