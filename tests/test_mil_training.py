@@ -285,7 +285,10 @@ def _fake_feature_run(cohort_dir, run_dir, dim=6, seed=0):
     from lnmkit.features import FeatureBag, write_bag
 
     rng = np.random.default_rng(seed)
-    slides = pd.read_csv(cohort_dir / "slides.csv", dtype=str)
+    # a tables-only synthetic cohort keeps its slide plan in truth/; list those slides as the cohort's
+    slides = pd.read_csv(cohort_dir / "truth" / "slides.csv", dtype=str).assign(stain="H&E")
+    slides[["slide_id", "patient_id", "path", "mpp", "stain", "block"]].to_csv(cohort_dir / "slides.csv",
+                                                                                 index=False)
     outcomes = pd.read_csv(cohort_dir / "outcomes.csv", dtype={"patient_id": str}).set_index("patient_id")
     rows = []
     for sid, pid, rel in zip(slides.slide_id, slides.patient_id, slides.path):

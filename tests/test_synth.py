@@ -12,6 +12,7 @@ from skimage.color import rgb2hed
 from typer.testing import CliRunner
 
 from lnmkit.cli import app
+from lnmkit.cohort import Cohort
 from lnmkit.synth import (GASTRIC_STATIONS, OS_MODEL, PN_MODEL, PlantedMask, load_planted_mask, load_truth,
                           make_cohort, make_tissue_image, write_slide)
 
@@ -337,7 +338,9 @@ def test_same_seed_gives_identical_cohort(tmp_path):
 def test_tables_only_and_existing_folder(tmp_path):
     root = make_cohort(tmp_path, n_patients=6, seed=0, slides=False, progress=False)
     assert not (root / "slides").exists()
-    assert len(_read(root, "slides.csv")) >= 6
+    assert not (root / "slides.csv").exists()
+    assert len(_read(root, "truth/slides.csv")) >= 6
+    assert len(Cohort.from_dir(root).clinical) == 6
     with pytest.raises(FileExistsError, match="overwrite"):
         make_cohort(tmp_path, n_patients=6, seed=0, slides=False, progress=False)
     make_cohort(tmp_path, n_patients=6, seed=1, slide_size=512, progress=False, overwrite=True)

@@ -227,8 +227,9 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
         3/4 of it. 20x (0.5 µm/px) TIFF slides cover the same tissue with half the
         pixels per side. At least 512.
     slides : bool, default=True
-        Write slides and masks. With ``False`` only tables and truth are written
-        (``slides.csv`` still lists the slides that would exist).
+        Write slides and masks. With ``False`` only the clinical, radiology and
+        outcome tables and the truth are written (no ``slides.csv``; the slides that
+        would exist are listed in ``truth/slides.csv``).
     two_slide_fraction : float, default=0.1
         Share of patients with two slides (blocks A1 and A2).
     tiff_fraction : float, default=0.2
@@ -268,7 +269,7 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     >>> from lnmkit.synth import make_cohort
     >>> root = make_cohort(tempfile.mkdtemp(), n_patients=8, slides=False, progress=False)
     >>> sorted(p.name for p in root.glob("*.csv"))
-    ['clinical.csv', 'outcomes.csv', 'radiology_nodes.csv', 'slides.csv']
+    ['clinical.csv', 'outcomes.csv', 'radiology_nodes.csv']
     """
     # slide_size is checked even without slides: truth.json records it as a parameter of the cohort.
     n_patients = check_int(n_patients, "n_patients", "make_cohort", minimum=4)
@@ -325,7 +326,11 @@ def make_cohort(out_dir, n_patients=60, seed=0, slide_size=8192, *, slides=True,
     _write_csv(clinical.reset_index()[_columns("clinical")], out_dir / "clinical.csv")
     _write_csv(radiology[_columns("radiology_nodes")], out_dir / "radiology_nodes.csv")
     _write_csv(outcomes.reset_index()[_columns("outcomes")], out_dir / "outcomes.csv")
-    _write_csv(slide_table, out_dir / "slides.csv")
+    if slides:
+        _write_csv(slide_table, out_dir / "slides.csv")
+    else:
+        # a slides.csv naming files that were never written would fail validation
+        (out_dir / "slides.csv").unlink(missing_ok=True)
     truth_dir = out_dir / "truth"
     _write_csv(patients.reset_index(), truth_dir / "patients.csv")
     _write_csv(plan.reset_index(drop=True), truth_dir / "slides.csv")
