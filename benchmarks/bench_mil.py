@@ -6,10 +6,11 @@ epochs on the same bags and are scored out of fold on the same patient folds,
 always on every tile of the held-out bags:
 
 * ``lnmkit``: ``MILClassifier(arch="abmil")`` with its defaults (length-bucketed
-  batches of 8 bags, each bag randomly subsampled to ``max_tiles=512`` tiles
-  anew every epoch, packed tile projection); only ``max_epochs`` (set to
-  ``--epochs``) and ``val_fraction=0`` (no early stopping, so every contender
-  trains for the same epochs) differ.
+  batches of 8 bags, each bag randomly subsampled to ``max_tiles=640`` tiles
+  anew every epoch, packed tile projection, weights averaged over 3 epochs);
+  only ``max_epochs`` (set to ``--epochs``) and ``val_fraction=0`` (no early
+  stopping, so every contender trains for the same epochs) differ;
+  ``--lnmkit-set NAME=VALUE`` overrides other defaults.
 * ``lnmkit-all``: the same with ``max_tiles`` above the largest bag: every
   tile, as the one-bag loop sees, so the gain of batching alone is visible.
 * ``bs1-loop``: the same lnmkit network trained the CLAM/TRIDENT way: one whole
@@ -19,7 +20,10 @@ always on every tile of the held-out bags:
   bags (torchmil's padding collate, no length bucketing) at ``--lr-batched``.
 
 Each contender runs in its own child process, so ``ru_maxrss`` is that
-contender's peak resident memory. Bags: synthetic, ``--patients`` patients with
+contender's peak resident memory; the process builds one optimiser before
+its clock starts (the first one imports ``torch._dynamo``: start-up, not
+training). Each of ``--seeds`` draws new bags, folds and initial weights; the
+table averages the AUCs over seeds (each is shown) and pools epochs/s. Bags: synthetic, ``--patients`` patients with
 ``--min-tiles``..``--max-tiles`` tiles; in pN+ patients a share ``--witness`` of
 the tiles is shifted by ``--shift-sd`` feature SDs along a fixed direction
 (planted positive instances). ``--dim`` takes one or more feature sizes (128 as
@@ -31,6 +35,7 @@ each size gets its own table. Run:
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import tempfile
@@ -64,17 +69,16 @@ def _folds(labels, n_splits, seed):
     return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(labels, labels))
 
 
-def _train_lnmkit(bags, labels, train, test, a, **params):
+def _train_lnmkit(bags, labels, train, test, a, seed, **params):
     import pandas as pd
 
     from lnmkit.mil import MILClassifier
 
     pids = [f"P{i:04d}" for i in range(len(bags))]
     y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
-    if a.lnmkit_lr is not None:
-        params["lr"] = a.lnmkit_lr
+    params = {**a.lnmkit_set, **params}
     clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, max_epochs=a.epochs, val_fraction=0.0,
-                        random_state=a.seed, n_threads=a.threads, **params)
+                        random_state=seed, n_threads=a.threads, **params)
     t0 = time.perf_counter()
     clf.fit({pids[i]: bags[i] for i in train}, y)
     seconds = time.perf_counter() - t0
@@ -93,16 +97,16 @@ def _standardiser(bags, train):
     return (lambda x: ((x - mean) / std).astype(np.float32))
 
 
-def _train_bs1(bags, labels, train, test, a):
+def _train_bs1(bags, labels, train, test, a, seed):
     import torch
 
     from lnmkit.mil import build_model
     from lnmkit.mil._models import _init_seeded
 
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     scale = _standardiser(bags, train)
-    model = _init_seeded(build_model("abmil", bags[0].shape[1], a.hidden, 0.25, ("lnm",)), a.seed)
+    model = _init_seeded(build_model("abmil", bags[0].shape[1], a.hidden, 0.25, ("lnm",)), seed)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr_bs1, weight_decay=1e-4)
     pos = labels[train].mean()
     w = {1: 0.5 / pos, 0: 0.5 / (1 - pos)}
@@ -125,12 +129,12 @@ def _train_bs1(bags, labels, train, test, a):
     return seconds, scores
 
 
-def _train_torchmil(bags, labels, train, test, a):
+def _train_torchmil(bags, labels, train, test, a, seed):
     import torch
     from torchmil.models import ABMIL
 
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     scale = _standardiser(bags, train)
     dim = bags[0].shape[1]
     feat_ext = torch.nn.Sequential(torch.nn.Linear(dim, a.hidden), torch.nn.ReLU(), torch.nn.Dropout(0.25))
@@ -168,12 +172,12 @@ def _train_torchmil(bags, labels, train, test, a):
     return seconds, scores
 
 
-def _train_lnmkit_fp32(bags, labels, train, test, a):
-    return _train_lnmkit(bags, labels, train, test, a, precision="fp32")
+def _train_lnmkit_fp32(bags, labels, train, test, a, seed):
+    return _train_lnmkit(bags, labels, train, test, a, seed, precision="fp32")
 
 
-def _train_lnmkit_all(bags, labels, train, test, a):
-    return _train_lnmkit(bags, labels, train, test, a, precision="fp32",
+def _train_lnmkit_all(bags, labels, train, test, a, seed):
+    return _train_lnmkit(bags, labels, train, test, a, seed, precision="fp32",
                          max_tiles=max(b.shape[0] for b in bags))
 
 
@@ -184,18 +188,20 @@ LABELS = {"bs1-loop": "one bag/step, all tiles", "lnmkit": "lnmkit (defaults)",
           "torchmil": "torchmil ABMIL"}
 
 
-def _child(name, data_path, a, queue):
+def _child(name, data_path, a, seed, queue):
     import torch
     from sklearn.metrics import roc_auc_score
 
     torch.set_num_threads(a.threads)
+    # The first optimiser of a process imports torch._dynamo (about a second): start-up, not training.
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     data = np.load(data_path, allow_pickle=False)
     labels = data["labels"]
     bags = [data[f"bag_{i}"] for i in range(len(labels))]
     oof = np.full(len(labels), np.nan)
     seconds = 0.0
-    for train, test in _folds(labels, a.n_splits, a.seed):
-        sec, scores = CONTENDERS[name](bags, labels, train, test, a)
+    for train, test in _folds(labels, a.n_splits, seed):
+        sec, scores = CONTENDERS[name](bags, labels, train, test, a, seed)
         seconds += sec
         oof[test] = scores
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -203,12 +209,11 @@ def _child(name, data_path, a, queue):
                "auc": roc_auc_score(labels, oof), "rss_mb": rss_mb})
 
 
-def _run_dim(a, dim, shift_sd):
-    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, dim, a.seed, a.witness, shift_sd)
+def _run_seed(a, dim, shift_sd, seed):
+    """Every contender on one seed's bags and folds; name -> result dict."""
+    bags, labels = make_bags(a.patients, a.min_tiles, a.max_tiles, dim, seed, a.witness, shift_sd)
     n_tiles = sum(b.shape[0] for b in bags)
-    print(f"\n{a.patients} patients, {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag), dim {dim}; "
-          f"planted shift {shift_sd} SD; {a.epochs} epochs x {a.n_splits} folds; {a.threads} torch thread(s)",
-          flush=True)
+    print(f"  seed {seed}: {n_tiles} tiles ({n_tiles / a.patients:.0f}/bag)", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data_path = Path(tmp) / "bags.npz"
@@ -217,25 +222,42 @@ def _run_dim(a, dim, shift_sd):
         ctx = mp.get_context("spawn")
         for name in [n for n in CONTENDERS if n in a.only]:
             queue = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(name, str(data_path), a, queue))
+            proc = ctx.Process(target=_child, args=(name, str(data_path), a, seed, queue))
             proc.start()
             results[name] = queue.get()
             proc.join()
             r = results[name]
-            print(f"  {name:10s} done: {r['seconds']:.1f} s, AUC {r['auc']:.3f}", flush=True)
+            print(f"    {name:10s} {r['seconds']:6.1f} s, AUC {r['auc']:.3f}", flush=True)
+    return results
 
+
+def _run_dim(a, dim, shift_sd):
+    print(f"\n{a.patients} patients, {a.min_tiles}-{a.max_tiles} tiles per bag, dim {dim}; planted shift "
+          f"{shift_sd} SD; {a.epochs} epochs x {a.n_splits} folds; {a.threads} torch thread(s); "
+          f"seeds {' '.join(map(str, a.seeds))}", flush=True)
+    runs = [_run_seed(a, dim, shift_sd, seed) for seed in a.seeds]
+    results = {}
+    for name in runs[0]:
+        per_seed = [run[name] for run in runs]
+        results[name] = {
+            "epochs_per_s": sum(r["epochs"] for r in per_seed) / sum(r["seconds"] for r in per_seed),
+            "auc": [r["auc"] for r in per_seed],
+            "rss_mb": max(r["rss_mb"] for r in per_seed),
+        }
     base = results.get("bs1-loop")
     print(f"\n{'method':24s} {'epochs/s':>9s} {'x bs1':>7s} {'OOF AUC':>8s} {'dAUC':>7s} "
-          f"{'peak RSS MB':>12s} {'x bs1':>7s}")
+          f"{'peak RSS MB':>12s} {'x bs1':>7s}  AUC per seed")
     for name, r in results.items():
-        eps = r["epochs"] / r["seconds"]
+        auc = float(np.mean(r["auc"]))
+        each = " ".join(f"{v:.3f}" for v in r["auc"])
         if base:
-            speed = eps / (base["epochs"] / base["seconds"])
-            d_auc, mem = r["auc"] - base["auc"], r["rss_mb"] / base["rss_mb"]
-            print(f"{LABELS[name]:24s} {eps:9.3f} {speed:7.2f} {r['auc']:8.3f} {d_auc:+7.3f} "
-                  f"{r['rss_mb']:12.0f} {mem:7.2f}")
+            speed = r["epochs_per_s"] / base["epochs_per_s"]
+            d_auc, mem = auc - float(np.mean(base["auc"])), r["rss_mb"] / base["rss_mb"]
+            print(f"{LABELS[name]:24s} {r['epochs_per_s']:9.3f} {speed:7.2f} {auc:8.3f} {d_auc:+7.3f} "
+                  f"{r['rss_mb']:12.0f} {mem:7.2f}  {each}")
         else:
-            print(f"{LABELS[name]:24s} {eps:9.3f} {'':>7s} {r['auc']:8.3f} {'':>7s} {r['rss_mb']:12.0f}")
+            print(f"{LABELS[name]:24s} {r['epochs_per_s']:9.3f} {'':>7s} {auc:8.3f} {'':>7s} "
+                  f"{r['rss_mb']:12.0f} {'':>7s}  {each}")
     return results
 
 
@@ -255,11 +277,14 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16, help="torchmil bags per step (its usual 16)")
     p.add_argument("--lr-batched", type=float, default=1e-3, help="torchmil learning rate")
     p.add_argument("--lr-bs1", type=float, default=2e-4)
-    p.add_argument("--lnmkit-lr", type=float, default=None, help="override lnmkit's default lr")
+    p.add_argument("--lnmkit-set", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="override MILClassifier defaults for the lnmkit rows, e.g. lr=3e-4 (VALUE is JSON)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one run per seed (bags, folds and initialisation); AUCs are averaged, epochs/s pooled")
     p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
     a = p.parse_args(argv)
+    a.lnmkit_set = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.lnmkit_set)}
     shifts = list(a.shift_sd) + [a.shift_sd[-1]] * max(0, len(a.dim) - len(a.shift_sd))
     return {dim: _run_dim(a, dim, shift) for dim, shift in zip(a.dim, shifts)}
 

@@ -13,22 +13,22 @@ def image_axes(image, ax=None):
     image : ndarray of shape (h, w, 3)
         Background to draw.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; a new figure (not attached to pyplot, so nothing leaks in
-        loops or on headless servers) is made when None.
+        Where to draw; a new pyplot figure is made when None (like every lnmkit
+        plot, so it shows inline in Jupyter; close it with ``plt.close(fig)``
+        when drawing many in a loop).
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     ax : matplotlib.axes.Axes
     """
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
     if ax is None:
         h, w = image.shape[:2]
         scale = 6.0 / max(h, w)
         # Room for a one-line title above thin images.
-        fig = Figure(figsize=(max(2.0, w * scale), max(2.0, h * scale) + 0.4))
-        ax = fig.add_subplot()
+        fig, ax = plt.subplots(figsize=(max(2.0, w * scale), max(2.0, h * scale) + 0.4))
     else:
         fig = ax.figure
     ax.imshow(image)

@@ -72,14 +72,17 @@ def check_non_negative(value, name, where) -> float:
     return number
 
 
-def check_fraction(value, name, where) -> float:
-    """Return ``value`` as a float if it lies in [0, 1].
+def check_fraction(value, name, where, maximum=1.0) -> float:
+    """Return ``value`` as a float if it lies in [0, ``maximum``].
 
     Parameters
     ----------
     value : object
     name : str
     where : str
+    maximum : float, default=1.0
+        Largest allowed value (below 1 where a share of 1 would leave nothing,
+        e.g. a validation split).
 
     Returns
     -------
@@ -88,11 +91,11 @@ def check_fraction(value, name, where) -> float:
     Raises
     ------
     ValueError
-        If ``value`` is not a real number in [0, 1].
+        If ``value`` is not a real number in [0, ``maximum``].
     """
     number = _real(value)
-    if number is None or not 0.0 <= number <= 1.0:
-        raise ValueError(f"{where}: {name} must be in [0, 1]; got {value!r} instead.")
+    if number is None or not 0.0 <= number <= maximum:
+        raise ValueError(f"{where}: {name} must be in [0, {maximum:g}]; got {value!r} instead.")
     return number
 
 

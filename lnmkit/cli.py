@@ -142,6 +142,9 @@ def mil(
 def validate(
     cohort_dir: str = typer.Argument(..., help="Cohort folder: clinical.csv and optionally outcomes.csv, "
                                      "radiology_nodes.csv, slides.csv, radiology_images.csv."),
+    check_files: bool = typer.Option(True, "--check-files/--no-check-files",
+                                     help="Require the slide and image files named in the tables to exist "
+                                          "(--no-check-files: check the tables only, e.g. without the slides)."),
 ):
     """Check a cohort folder against lnmkit's data schemas and print every problem, one per line.
 
@@ -155,7 +158,7 @@ def validate(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CohortValidationWarning)
-            cohort = Cohort.from_dir(cohort_dir)
+            cohort = Cohort.from_dir(cohort_dir, check_files=check_files)
     except CohortValidationError as exc:
         for problem in exc.problems:
             typer.echo(str(problem))

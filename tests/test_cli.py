@@ -31,3 +31,16 @@ def test_atomic_path_names_what_is_in_the_way(tmp_path):
     atomic_write_text(tmp_path / "new" / "out.csv", "a")
     assert (tmp_path / "new" / "out.csv").read_text() == "a"
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["out.csv"]
+
+
+def test_validate_tables_only(synthetic_cohort_dir, tmp_path):
+    import shutil
+
+    cohort = shutil.copytree(synthetic_cohort_dir, tmp_path / "cohort",
+                             ignore=shutil.ignore_patterns("*.svs", "*.tiff", "*.tif"))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["validate", str(cohort)])
+    assert missing.exit_code == 1 and "file not found" in missing.output
+    tables_only = runner.invoke(app, ["validate", str(cohort), "--no-check-files"])
+    assert tables_only.exit_code == 0, tables_only.output
+    assert tables_only.output.startswith("valid:")

@@ -327,6 +327,21 @@ def test_slide_path_naming_a_folder_is_an_error(cohort_copy):
         Cohort.from_dir(cohort_copy)
 
 
+def test_tables_only_without_the_slide_files(cohort_copy):
+    shutil.rmtree(cohort_copy / "slides")
+    with pytest.raises(CohortValidationError, match="file not found"):
+        load_quietly(cohort_copy)
+    cohort = Cohort.from_dir(cohort_copy, check_files=False)
+    assert cohort.problems == []
+    assert cohort.slides.loc["S007-A", "path"] == str(cohort_copy / "slides" / "S007-A.svs")
+    same = Cohort.from_files(cohort_copy / "clinical.csv", slides=cohort_copy / "slides.csv", check_files=False)
+    assert list(same.slides.index) == ["S007-A", "S002-A"]
+    # every other rule still applies
+    set_cell(cohort_copy / "slides.csv", 3, "mpp", "-0.5")
+    with pytest.raises(CohortValidationError, match="must be > 0"):
+        Cohort.from_dir(cohort_copy, check_files=False)
+
+
 def test_a_file_given_as_the_cohort_folder(cohort_copy):
     with pytest.raises(CohortValidationError, match=r"clinical\.csv: is a file, not a cohort folder"):
         Cohort.from_dir(cohort_copy / "clinical.csv")

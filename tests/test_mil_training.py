@@ -264,7 +264,7 @@ def test_input_errors(cohort):
     bags, y = cohort
     with pytest.raises(ValueError, match="arch must be one of"):
         MILClassifier("transformer").fit(bags, y)
-    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
         MILClassifier(batch_size=1).fit(bags, y)
     with pytest.raises(ValueError, match="have no row in y"):
         MILClassifier().fit(bags, y.iloc[1:])
@@ -317,6 +317,9 @@ def test_cli_mil_writes_every_output(tmp_path):
 
     cohort_dir = make_cohort(tmp_path / "cohort", n_patients=24, seed=1, slides=False, progress=False)
     _fake_feature_run(cohort_dir, tmp_path / "features" / "run")
+    # The slide table names slide files that are not on this machine: MIL needs only the bags.
+    plan = pd.read_csv(cohort_dir / "truth" / "slides.csv", dtype=str)
+    plan[["slide_id", "patient_id", "path", "mpp"]].to_csv(cohort_dir / "slides.csv", index=False)
     result = CliRunner().invoke(app, ["mil", str(tmp_path / "features"), "--cohort", str(cohort_dir),
                                       "--out", str(tmp_path / "out"), "--arch", "gated-abmil",
                                       "--n-splits", "3", "--max-epochs", "4"])
@@ -346,7 +349,7 @@ def test_n_threads_is_restored_after_fit_and_predict(cohort):
     assert torch.get_num_threads() == before
     clf.predict(bags)
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
         MILClassifier(n_threads=0).fit(bags, y)
 
 
@@ -399,3 +402,45 @@ def test_precision_is_checked(cohort):
     bags, y = cohort
     with pytest.raises(ValueError, match="precision must be"):
         MILClassifier(precision="fp16").fit(bags, y)
+
+
+def test_weight_average_is_the_normalised_exponential_average():
+    import torch
+
+    from lnmkit.mil._averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.5)
+    with pytest.raises(RuntimeError, match="no update yet"):
+        average.averaged_model()
+    for value in (1.0, 2.0, 3.0):  # three optimiser steps
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(value)
+        average.update()
+    # weights (1 - d) d^(t - s) for s = 1..3 are 1/8, 1/4, 1/2, normalised by their sum 7/8
+    expected = (1 / 8 * 1 + 1 / 4 * 2 + 1 / 2 * 3) / (7 / 8)
+    shadow = average.averaged_model()
+    assert shadow is not model
+    for p in shadow.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, expected))
+    assert all(bool((p == 3.0).all()) for p in model.parameters())  # training weights untouched
+    single = WeightAverage(model, decay=0.99)
+    single.update()  # bias correction: one step is exactly that step's weights
+    for p in single.averaged_model().parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 3.0))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_weight_averaging_is_the_fitted_model_and_can_be_turned_off(cohort):
+    bags, y = cohort
+    averaged = MILClassifier(**FAST).fit(bags, y)
+    last = MILClassifier(**FAST, averaging_epochs=0).fit(bags, y)
+    again = MILClassifier(**FAST).fit(bags, y)
+    pd.testing.assert_frame_equal(averaged.predict(bags), again.predict(bags), check_exact=True)
+    assert not np.allclose(averaged.predict(bags).lnm_score, last.predict(bags).lnm_score)
+    for clf in (averaged, last):
+        assert roc_auc_score(y.pn_status == "pN+", clf.predict(bags).lnm_score) > 0.9
+    with pytest.raises(ValueError, match="averaging_epochs"):
+        MILClassifier(averaging_epochs=-1).fit(bags, y)

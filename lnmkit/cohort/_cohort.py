@@ -74,10 +74,10 @@ class Cohort:
     # -- construction -------------------------------------------------------------
 
     @classmethod
-    def _load(cls, files, root, stacklevel):
+    def _load(cls, files, root, stacklevel, check_files):
         schemas = load_schemas()
         files = {k: v for k, v in files.items() if v is not None or k == "clinical"}
-        parsed, problems = validate_files(files, schemas)
+        parsed, problems = validate_files(files, schemas, check_files)
         if has_errors(problems):
             raise CohortValidationError(problems)
         tables = {name: to_frame(table) for name, table in parsed.items()}
@@ -96,7 +96,7 @@ class Cohort:
 
     @classmethod
     def from_files(cls, clinical, outcomes=None, radiology_nodes=None, slides=None, radiology_images=None,
-                   *, root=None) -> "Cohort":
+                   *, root=None, check_files=True) -> "Cohort":
         """Load and validate cohort tables from explicit files.
 
         Parameters
@@ -108,6 +108,9 @@ class Cohort:
             the slides table.
         root : str or path-like, optional
             Cohort folder; defaults to the clinical file's folder.
+        check_files : bool, default=True
+            Require every slide and image file named in the tables to exist
+            (see :meth:`from_dir`).
 
         Returns
         -------
@@ -128,10 +131,10 @@ class Cohort:
         files = dict(clinical=clinical, outcomes=outcomes, radiology_nodes=radiology_nodes, slides=slides,
                      radiology_images=radiology_images)
         root = Path(root) if root is not None else Path(clinical).parent
-        return cls._load(files, root=root, stacklevel=3)
+        return cls._load(files, root=root, stacklevel=3, check_files=check_files)
 
     @classmethod
-    def from_dir(cls, directory) -> "Cohort":
+    def from_dir(cls, directory, *, check_files=True) -> "Cohort":
         """Load and validate the standard table files of a cohort folder.
 
         Reads ``clinical.csv`` (required) and, where present, ``outcomes.csv``,
@@ -141,6 +144,11 @@ class Cohort:
         ----------
         directory : str or path-like
             Cohort folder.
+        check_files : bool, default=True
+            Require every slide and image file named in the tables to exist.
+            False for work that needs only the tables and features computed
+            earlier (MIL on feature bags, fusion), e.g. on a machine without
+            the slides; paths are still resolved.
 
         Returns
         -------
@@ -159,7 +167,7 @@ class Cohort:
         directory = Path(directory).expanduser()
         if not directory.is_dir():
             raise CohortValidationError([folder_problem(directory)])
-        return cls._load(standard_files(directory), root=directory, stacklevel=3)
+        return cls._load(standard_files(directory), root=directory, stacklevel=3, check_files=check_files)
 
     # -- tables -------------------------------------------------------------------
 

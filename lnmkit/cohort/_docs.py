@@ -99,7 +99,9 @@ Checked in each table, as declared by its schema:
 * the primary key is unique (one row per patient, one `slide_id` per slide, one
   `node_id` per node within a patient);
 * slide files (and any other path column) exist and are files, not folders, relative
-  to the table's folder.
+  to the table's folder; `check_files=False` (`lnmkit validate --no-check-files`)
+  skips this for work that needs only the tables, e.g. MIL on feature bags on a
+  machine without the slides.
 
 Checked across tables: every `patient_id` of another table is in `clinical.csv`.
 Patients of `clinical.csv` without outcome, node or slide rows are fine.
@@ -143,6 +145,7 @@ A table that was not given is an empty DataFrame with the defined columns.
 
 ```
 lnmkit validate cohort/
+lnmkit validate cohort/ --no-check-files   # the tables only, without the slide files
 ```
 
 prints every problem, one per line, and exits with status 1 if any is an error;

@@ -303,8 +303,8 @@ def _check_primary_key(schema, file, cells, rows) -> list[Problem]:
     return problems
 
 
-def _resolve_paths(schema, file, cells, rows, columns, base) -> tuple[dict, list[Problem]]:
-    """Absolute paths of ``x-file-path`` columns, and the files that do not exist."""
+def _resolve_paths(schema, file, cells, rows, columns, base, check_files=True) -> tuple[dict, list[Problem]]:
+    """Absolute paths of ``x-file-path`` columns, and (``check_files``) the files that do not exist."""
     paths, problems = {}, []
     for column, spec in schema.columns.items():
         if not spec.get("x-file-path") or column not in cells:
@@ -314,6 +314,8 @@ def _resolve_paths(schema, file, cells, rows, columns, base) -> tuple[dict, list
             text = cells[column].iat[i]
             full = Path(os.path.abspath(base / Path(text).expanduser()))
             resolved.iat[i] = str(full)
+            if not check_files:
+                continue
             if not full.exists():
                 problems.append(Problem(file, int(rows[i]), column, text, f"file not found: {full}"))
             elif full.is_dir():
@@ -333,7 +335,7 @@ def folder_problem(directory) -> Problem:
     return Problem(str(directory), None, None, None, message)
 
 
-def validate_table(schema: TableSchema, path) -> tuple[ParsedTable | None, list[Problem]]:
+def validate_table(schema: TableSchema, path, check_files=True) -> tuple[ParsedTable | None, list[Problem]]:
     """Read one CSV table and check it against its schema.
 
     Parameters
@@ -342,6 +344,8 @@ def validate_table(schema: TableSchema, path) -> tuple[ParsedTable | None, list[
     path : str or path-like
         The CSV file. Relative paths inside it (``x-file-path`` columns) are
         resolved against its folder.
+    check_files : bool, default=True
+        Report ``x-file-path`` entries whose file is missing or is a folder.
 
     Returns
     -------
@@ -359,7 +363,7 @@ def validate_table(schema: TableSchema, path) -> tuple[ParsedTable | None, list[
     problems += found
     problems += _check_rows(schema, file, cells, rows, columns)
     problems += _check_primary_key(schema, file, cells, rows)
-    paths, found = _resolve_paths(schema, file, cells, rows, columns, raw.path.parent)
+    paths, found = _resolve_paths(schema, file, cells, rows, columns, raw.path.parent, check_files)
     problems += found
     extra = [c for c in cells.columns if c not in schema.columns]
     table = ParsedTable(schema=schema, raw=raw, columns=columns, parsed=parsed, extra=extra, paths=paths)
@@ -396,7 +400,8 @@ def standard_files(directory, schemas=None) -> dict[str, Path | None]:
     return files
 
 
-def validate_files(files: Mapping[str, object], schemas=None) -> tuple[dict[str, ParsedTable], list[Problem]]:
+def validate_files(files: Mapping[str, object], schemas=None,
+                   check_files=True) -> tuple[dict[str, ParsedTable], list[Problem]]:
     """Validate a set of cohort tables, each on its own and against each other.
 
     Parameters
@@ -406,6 +411,8 @@ def validate_files(files: Mapping[str, object], schemas=None) -> tuple[dict[str,
         for an absent table. ``"clinical"`` is required.
     schemas : dict of str to TableSchema, optional
         Defaults to the packaged schemas.
+    check_files : bool, default=True
+        Report file paths (slides, images) that do not exist.
 
     Returns
     -------
@@ -432,7 +439,7 @@ def validate_files(files: Mapping[str, object], schemas=None) -> tuple[dict[str,
         if path is None:
             continue
         order[str(Path(path))] = len(order)
-        table, found = validate_table(schema, path)
+        table, found = validate_table(schema, path, check_files)
         problems.extend(found)
         if table is not None:
             tables[name] = table

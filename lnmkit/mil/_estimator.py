@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import numbers
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,9 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from lnmkit._validation import check_fraction, check_int, check_non_negative, check_positive
 from lnmkit.exceptions import MILInputError, NotFittedError
+from lnmkit.mil._averaging import WeightAverage
 from lnmkit.mil._data import as_patient_bags, length_bucketed_batches
 from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
 from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
@@ -65,18 +66,6 @@ def percentile_rank(values):
     return 100.0 * (rankdata(values, method="average") - 0.5) / values.size
 
 
-def _check(name, value, kind, low=None, high=None, low_open=False):
-    if kind is int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-        raise TypeError(f"MILClassifier: {name} must be an int; got {value!r}.")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise TypeError(f"MILClassifier: {name} must be a number; got {value!r}.")
-    if low is not None and (value < low or (low_open and value == low)):
-        op = ">" if low_open else ">="
-        raise ValueError(f"MILClassifier: {name} must be {op} {low}; got {value!r}.")
-    if high is not None and value > high:
-        raise ValueError(f"MILClassifier: {name} must be <= {high}; got {value!r}.")
-
-
 class MILClassifier(BaseEstimator):
     """Attention MIL on patient bags of tile features, scikit-learn style.
 
@@ -113,11 +102,18 @@ class MILClassifier(BaseEstimator):
     patience : int, default=8
         Epochs without improvement of the validation loss before stopping. The
         monitored loss is the LNM loss when ``"lnm"`` is a task, else the total.
-    max_tiles : int, default=512
+    max_tiles : int, default=640
         During training, bags with more tiles are randomly subsampled to this many,
         anew each epoch (a regulariser, and the main reason training is fast on
         CPUs, where the cost grows with the number of tiles). Validation,
         :meth:`predict` and attention always use every tile.
+    averaging_epochs : float, default=3.0
+        The fitted model holds an exponential moving average of the weights
+        over about this many epochs of optimiser steps (bias-corrected, so the
+        initial weights leave no trace); validation losses and early stopping
+        use the averaged weights. Averaging removes most of the step-to-step
+        noise of small-batch training on subsampled bags. 0 keeps the last
+        (or best) weights as they are.
     val_fraction : float, default=0.2
         Share of patients held out (stratified by pN status) for early stopping;
         0 trains for ``max_epochs`` without early stopping.
@@ -177,7 +173,8 @@ class MILClassifier(BaseEstimator):
         batch_size=8,
         max_epochs=50,
         patience=8,
-        max_tiles=512,
+        max_tiles=640,
+        averaging_epochs=3.0,
         val_fraction=0.2,
         class_weight="balanced",
         random_state=0,
@@ -200,6 +197,7 @@ class MILClassifier(BaseEstimator):
         self.max_epochs = max_epochs
         self.patience = patience
         self.max_tiles = max_tiles
+        self.averaging_epochs = averaging_epochs
         self.val_fraction = val_fraction
         self.class_weight = class_weight
         self.random_state = random_state
@@ -223,20 +221,22 @@ class MILClassifier(BaseEstimator):
             raise ValueError(f"MILClassifier: tasks must be distinct names from {TASKS}; got {self.tasks!r}.")
         if self.arch == "clam-sb" and "lnm" not in tasks:
             raise ValueError("MILClassifier: arch='clam-sb' needs the 'lnm' task for its instance loss.")
-        _check("hidden", self.hidden, int, 1)
-        _check("dropout", self.dropout, float, 0.0, 0.99)
-        _check("lr", self.lr, float, 0.0, low_open=True)
-        _check("weight_decay", self.weight_decay, float, 0.0)
-        _check("batch_size", self.batch_size, int, 2)
-        _check("max_epochs", self.max_epochs, int, 1)
-        _check("patience", self.patience, int, 1)
-        _check("max_tiles", self.max_tiles, int, 2)
-        _check("val_fraction", self.val_fraction, float, 0.0, 0.9)
-        _check("random_state", self.random_state, int, 0)
-        _check("k_instances", self.k_instances, int, 1)
-        _check("bag_weight", self.bag_weight, float, 0.0, 1.0)
+        where = "MILClassifier"
+        check_int(self.hidden, "hidden", where)
+        check_fraction(self.dropout, "dropout", where, maximum=0.99)
+        check_positive(self.lr, "lr", where)
+        check_non_negative(self.weight_decay, "weight_decay", where)
+        check_int(self.batch_size, "batch_size", where, minimum=2)
+        check_int(self.max_epochs, "max_epochs", where)
+        check_int(self.patience, "patience", where)
+        check_int(self.max_tiles, "max_tiles", where, minimum=2)
+        check_non_negative(self.averaging_epochs, "averaging_epochs", where)
+        check_fraction(self.val_fraction, "val_fraction", where, maximum=0.9)
+        check_int(self.random_state, "random_state", where, minimum=0)
+        check_int(self.k_instances, "k_instances", where)
+        check_fraction(self.bag_weight, "bag_weight", where)
         if self.n_threads is not None:
-            _check("n_threads", self.n_threads, int, 1)
+            check_int(self.n_threads, "n_threads", where)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(
                 f"MILClassifier: precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}."
@@ -395,6 +395,13 @@ class MILClassifier(BaseEstimator):
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sizes = np.diff(offsets)
         lengths = np.minimum(sizes, self.max_tiles)
+        # One reused buffer for the tiles of a step: a fresh multi-megabyte tensor per
+        # step costs page faults that took as long as the gather itself.
+        gathered = block.new_empty((0, block.shape[1]))
+        average = None
+        if self.averaging_epochs:
+            steps_per_epoch = max(1, len(train_idx) // self.batch_size)
+            average = WeightAverage(model, 1.0 - 1.0 / max(1.0, self.averaging_epochs * steps_per_epoch))
         history = []
         best = (np.inf, -1, None)
         bad_epochs = 0
@@ -411,21 +418,27 @@ class MILClassifier(BaseEstimator):
                         rows.append(local + offsets[i])
                     else:
                         rows.append(np.arange(offsets[i], offsets[i + 1]))
-                x = block.index_select(0, torch.from_numpy(np.concatenate(rows)))  # (sum n_i, D)
+                rows = torch.from_numpy(np.concatenate(rows))
+                if gathered.shape[0] < rows.shape[0]:
+                    gathered = block.new_empty((rows.shape[0], block.shape[1]))
+                x = torch.index_select(block, 0, rows, out=gathered[: rows.shape[0]])  # (sum n_i, D)
                 with self._autocast():
                     out = model.forward_packed(x.to(self.device), lengths[ids])
                     loss, _ = model.compute_loss(out, self._batch_targets(targets, weights, ids))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if average is not None:
+                    average.update()
                 losses.append(float(loss.detach()) * len(ids))
                 n_seen += len(ids)
             row = {"epoch": epoch, "train_loss": sum(losses) / max(n_seen, 1)}
+            final = average.averaged_model() if average is not None else model
             if len(val_idx):
-                val_loss = self._val_loss(model, val_bags, targets, weights, val_idx)
+                val_loss = self._val_loss(final, val_bags, targets, weights, val_idx)
                 row["val_loss"] = val_loss
                 if val_loss < best[0] - 1e-6:
-                    best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+                    best = (val_loss, epoch, copy.deepcopy(final.state_dict()))
                     bad_epochs = 0
                 else:
                     bad_epochs += 1
@@ -433,12 +446,12 @@ class MILClassifier(BaseEstimator):
             if len(val_idx) and bad_epochs >= self.patience:
                 break
         if best[2] is not None:
-            model.load_state_dict(best[2])
+            final.load_state_dict(best[2])
             self.best_epoch_ = int(best[1])
         else:
             self.best_epoch_ = int(history[-1]["epoch"])
-        model.eval()
-        self.model_ = model
+        final.eval()
+        self.model_ = final
         self.history_ = pd.DataFrame(history).set_index("epoch")
 
     def _val_loss(self, model, val_bags, targets, weights, val_idx):

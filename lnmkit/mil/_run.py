@@ -139,7 +139,7 @@ def run_mil(
 
     out_dir = Path(out_dir)
     feature_set = open_features(features_dir)
-    cohort = Cohort.from_dir(cohort_dir)
+    cohort = Cohort.from_dir(cohort_dir, check_files=False)  # the bags stand in for the slides
     bags = load_bags(feature_set, cohort, progress=progress)
     outcomes = cohort.outcomes
     bags = {p: b for p, b in bags.items() if p in outcomes.index}

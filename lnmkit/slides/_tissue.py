@@ -481,9 +481,14 @@ class TissueMask:
         -------
         pathlib.Path
         """
+        import matplotlib.pyplot as plt
+
         fig = self.plot()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        try:
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        finally:
+            plt.close(fig)  # saved for a file, not for display; slides are saved in loops
         return Path(path)
 
     def __repr__(self):
