@@ -122,16 +122,28 @@ def mil(
     n_splits: int = typer.Option(5, "--n-splits", help="Cross-fitting folds (split by patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
     tasks: str = typer.Option("lnm,otc", "--tasks", help="Comma-separated heads: lnm, otc, survival."),
-    max_epochs: int = typer.Option(50, "--max-epochs", help="Maximum training epochs per fold."),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", show_default="MILClassifier's",
+                                             help="Maximum training epochs per fold."),
+    max_tiles: Optional[int] = typer.Option(None, "--max-tiles", show_default="MILClassifier's",
+                                            help="Training subsample per bag and epoch (prediction uses "
+                                                 "every tile)."),
+    averaging_epochs: Optional[float] = typer.Option(None, "--averaging-epochs",
+                                                     show_default="MILClassifier's",
+                                                     help="Weight averaging window in epochs; 0 turns it off."),
 ):
-    """Cross-fit attention MIL: out-of-fold scores, per-tile attention, metrics, fold models."""
+    """Cross-fit attention MIL: out-of-fold scores, per-tile attention, metrics, fold models.
+
+    Needs the feature bags and the cohort tables only; the slide files need not be present.
+    """
     from lnmkit.exceptions import LnmkitError
     from lnmkit.mil import run_mil
 
     try:
         run = run_mil(features_dir, cohort, out, arch=arch, n_splits=n_splits, seed=seed,
                       tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-                      estimator_params={"max_epochs": max_epochs})
+                      estimator_params={k: v for k, v in [("max_epochs", max_epochs), ("max_tiles", max_tiles),
+                                                          ("averaging_epochs", averaging_epochs)]
+                                        if v is not None})
     except (LnmkitError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)

@@ -322,13 +322,17 @@ def test_cli_mil_writes_every_output(tmp_path):
     plan[["slide_id", "patient_id", "path", "mpp"]].to_csv(cohort_dir / "slides.csv", index=False)
     result = CliRunner().invoke(app, ["mil", str(tmp_path / "features"), "--cohort", str(cohort_dir),
                                       "--out", str(tmp_path / "out"), "--arch", "gated-abmil",
-                                      "--n-splits", "3", "--max-epochs", "4"])
+                                      "--n-splits", "3", "--max-epochs", "4", "--max-tiles", "64",
+                                      "--averaging-epochs", "1.5"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     oof = pd.read_csv(out / "oof_scores.csv", dtype={"patient_id": str})
     assert list(oof.columns[:3]) == ["patient_id", "lnm_score", "otc_score"] and len(oof) == 24
     metrics = _json.loads((out / "metrics.json").read_text())
     assert metrics["arch"] == "gated-abmil" and 0 <= metrics["auc"]["lnm"]["auc"] <= 1
+    params = metrics["estimator_params"]
+    assert (params["arch"], params["max_epochs"], params["max_tiles"], params["averaging_epochs"]) == (
+        "gated-abmil", 4, 64, 1.5)
     assert "attention_localisation" not in metrics  # tables-only cohort: no planted masks
     slides = pd.read_csv(cohort_dir / "slides.csv", dtype=str)
     for sid in slides.slide_id:

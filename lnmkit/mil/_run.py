@@ -12,6 +12,7 @@ import numpy as np
 from lnmkit._io import atomic_path, atomic_write_text
 from lnmkit._version import __version__
 from lnmkit.mil._attention import attention_localisation_auc
+from lnmkit.mil._io import _jsonable_params
 from lnmkit.mil._crossfit import cross_fit
 from lnmkit.mil._data import load_bags
 from lnmkit.mil._estimator import MILClassifier
@@ -177,6 +178,7 @@ def run_mil(
         "auc": {t: {"auc": r["auc"], "auc_lower_95": r["auc_lower_95"], "auc_upper_95": r["auc_upper_95"],
                     "n": int(r["n"]), "n_pos": int(r["n_pos"])} for t, r in table.iterrows()},
         "best_epochs": [int(m.best_epoch_) for m in result.models],
+        "estimator_params": _jsonable_params(estimator.get_params()),
     }
     if (Path(cohort_dir) / "truth").is_dir():
         labels = planted_tile_labels(cohort_dir, bags)
