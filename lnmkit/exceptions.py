@@ -116,6 +116,10 @@ class MILInputError(LnmkitError, ValueError):
     patient, column and value."""
 
 
+class MILInputWarning(UserWarning):
+    """Feature bags were usable but some were left out or disagree with the cohort."""
+
+
 class NodeTableError(LnmkitError, ValueError):
     """A radiology node table (``radiology_nodes.csv``) has invalid rows or columns.
 

@@ -1,5 +1,6 @@
 """MILClassifier and cross_fit: reproducibility, persistence, leakage, fold hygiene."""
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from lnmkit.exceptions import NotFittedError
+from lnmkit.exceptions import MILInputWarning, NotFittedError
 from lnmkit.mil import (
     CrossFitResult,
     MILClassifier,
@@ -258,6 +259,19 @@ def test_load_bags_concatenates_a_patients_slides():
     np.testing.assert_array_equal(a.slide_index, [0, 0, 0, 1, 1, 1, 1, 1])
     np.testing.assert_array_equal(a.features[3:], files["S2"].features)
     assert a.slide_attrs[1]["tile_size_level0"] == 448
+
+    # The cohort's slide table decides: S3 is not listed (skipped), S2 belongs to patient B there.
+    cohort = SimpleNamespace(slides=pd.DataFrame({"patient_id": ["A", "B"]}, index=["S1", "S2"]))
+    with pytest.warns(MILInputWarning) as caught:
+        mapped = load_bags(fs, cohort, progress=False)
+    (message,) = [str(w.message) for w in caught]
+    assert "not in the cohort's slides.csv: S3" in message and "S2 (A in its feature file, B in the cohort)" in message
+    assert {p: b.slide_ids for p, b in mapped.items()} == {"A": ("S1",), "B": ("S2",)}
+    # A cohort without a slide table (tables only) leaves the feature files' patients.
+    tables_only = SimpleNamespace(slides=pd.DataFrame({"patient_id": []}, index=pd.Index([], name="slide_id")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(load_bags(fs, tables_only, progress=False)) == ["A", "B"]
 
 
 def test_input_errors(cohort):

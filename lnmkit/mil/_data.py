@@ -8,13 +8,14 @@ is how per-tile attention is mapped back onto the right slide.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lnmkit.exceptions import MILInputError
+from lnmkit.exceptions import MILInputError, MILInputWarning
 
 __all__ = ["PatientBag", "as_patient_bags", "collate_bags", "length_bucketed_batches", "load_bags"]
 
@@ -223,8 +224,13 @@ def load_bags(feature_set, cohort=None, patients=None, progress=True):
     feature_set : lnmkit.features.FeatureSet
         As returned by ``lnmkit.features.open_features``; slides with status ok are used.
     cohort : lnmkit.Cohort, optional
-        Maps slides to patients (``cohort.slides.patient_id``); without it the
-        ``patient_id`` of the feature files (or of the manifest) is used.
+        Maps slides to patients (``cohort.slides.patient_id``). When its slide
+        table has rows it is authoritative: feature files of slides it does not
+        list (excluded, or left from an earlier extraction) are skipped, and a
+        file whose ``patient_id`` disagrees is assigned to the cohort's patient;
+        both are reported in one :class:`~lnmkit.exceptions.MILInputWarning`.
+        Without it (or with an empty slide table) the ``patient_id`` of the
+        manifest or of the feature files is used.
     patients : sequence of str, optional
         Keep only these patients.
     progress : bool, default=True
@@ -238,15 +244,22 @@ def load_bags(feature_set, cohort=None, patients=None, progress=True):
 
     slide_ids = list(feature_set.slide_ids)
     owner = {}
+    authoritative = cohort is not None and len(cohort.slides) > 0
     if cohort is not None:
         owner = cohort.slides["patient_id"].astype(str).to_dict()
     elif "patient_id" in getattr(feature_set, "manifest", pd.DataFrame()).columns:
         owner = feature_set.manifest["patient_id"].astype(str).to_dict()
     keep = None if patients is None else {str(p) for p in patients}
+    unlisted = [sid for sid in slide_ids if authoritative and sid not in owner]
+    slide_ids = [sid for sid in slide_ids if sid not in unlisted]
+    moved = []
     per_patient = {}
     for sid in tqdm(sorted(slide_ids), desc="reading bags", disable=not progress):
         bag = feature_set.bag(sid)
-        pid = owner.get(sid) or str(bag.attrs.get("patient_id", "")) or None
+        recorded = str(bag.attrs.get("patient_id", "") or "")
+        pid = owner.get(sid) or recorded or None
+        if authoritative and recorded and recorded != pid:
+            moved.append(f"{sid} ({recorded} in its feature file, {pid} in the cohort)")
         if pid is None:
             raise MILInputError(
                 f"load_bags: slide {sid!r} has no patient_id in the cohort, the manifest or its "
@@ -257,6 +270,7 @@ def load_bags(feature_set, cohort=None, patients=None, progress=True):
         if len(bag.features) == 0:
             continue
         per_patient.setdefault(pid, []).append((sid, bag))
+    _warn_mapping(unlisted, moved)
     out = {}
     for pid in sorted(per_patient):
         parts = per_patient[pid]
@@ -266,3 +280,16 @@ def load_bags(feature_set, cohort=None, patients=None, progress=True):
         attrs = tuple(dict(getattr(b, "attrs", {}) or {}) for _, b in parts)
         out[pid] = PatientBag(pid, feats, coords, sidx, tuple(s for s, _ in parts), attrs)
     return out
+
+
+def _warn_mapping(unlisted, moved):
+    """One warning for feature files the cohort does not list or maps to another patient."""
+    parts = []
+    if unlisted:
+        parts.append(f"skipped {len(unlisted)} feature file(s) of slides not in the cohort's slides.csv: "
+                     + ", ".join(sorted(unlisted)[:10]) + (" ..." if len(unlisted) > 10 else ""))
+    if moved:
+        parts.append(f"{len(moved)} slide(s) assigned to the cohort's patient, not their feature file's: "
+                     + "; ".join(sorted(moved)[:10]) + (" ..." if len(moved) > 10 else ""))
+    if parts:
+        warnings.warn(MILInputWarning("load_bags: " + "; ".join(parts)), stacklevel=3)
