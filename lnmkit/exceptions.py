@@ -24,6 +24,10 @@ __all__ = [
     "RadiologyImageError",
     "ImageGeometryError",
     "RadiologyWarning",
+    "ModelInputError",
+    "LeakageError",
+    "LeakageWarning",
+    "VersionWarning",
 ]
 
 
@@ -170,3 +174,24 @@ class ImageGeometryError(RadiologyImageError):
 
 class RadiologyWarning(UserWarning):
     """Radiology input was usable but something in it was dropped or looks wrong."""
+
+
+class ModelInputError(LnmkitError, ValueError):
+    """Data given to a patient-level model, the fusion table or an evaluation is unusable
+    (single-class outcome, constant or all-missing column, unseen category level, patients
+    without an outcome); the message names the column, the value and, where it applies,
+    the patient."""
+
+
+class LeakageError(LnmkitError, ValueError):
+    """A score that feeds a downstream model has no out-of-fold provenance, or was
+    produced under folds other than the ones the downstream model is evaluated on."""
+
+
+class LeakageWarning(UserWarning):
+    """A model was evaluated on inputs that may carry label information from the test
+    patients (for example in-sample slide scores accepted on request)."""
+
+
+class VersionWarning(UserWarning):
+    """A file was written by another lnmkit version than the one reading it."""

@@ -56,6 +56,21 @@ def make_folds(labels, groups, n_splits=5, random_state=0):
     return pd.Series(folds, index=labels.index, name="fold")
 
 
+def _given_folds(folds, pids):
+    """Predefined folds as a Series over ``pids`` with labels 0..K-1."""
+    given = folds if isinstance(folds, pd.Series) else pd.Series(dict(folds))
+    given = given.copy()
+    given.index = given.index.astype(str)
+    given = given.reindex(pids)
+    if given.isna().any():
+        raise MILInputError(f"cross_fit: folds has no fold for patient(s) {given.index[given.isna()][:5].tolist()}.")
+    labels = sorted(given.unique())
+    if len(labels) < 2:
+        raise MILInputError(f"cross_fit: folds must hold at least two folds; got {labels}.")
+    relabel = {v: k for k, v in enumerate(labels)}
+    return given.map(relabel).astype(int).rename("fold")
+
+
 @dataclass
 class CrossFitResult:
     """Out-of-fold MIL predictions and the models that made them.
@@ -230,6 +245,7 @@ def cross_fit(
     estimator=None,
     random_state=0,
     progress=True,
+    folds=None,
 ):
     """Cross-fit a MIL estimator and return out-of-fold scores, embeddings and attention.
 
@@ -258,6 +274,11 @@ def cross_fit(
     random_state : int, default=0
         Seeds the fold assignment.
     progress : bool, default=True
+    folds : pandas.Series or mapping, optional
+        Predefined fold of each patient (``patient_id -> int``), for example the
+        outer folds of a downstream evaluation; every patient with a bag needs one.
+        Overrides ``n_splits``, ``groups`` and ``random_state`` for the split; fold
+        numbers are relabelled 0..K-1 in sorted order.
 
     Returns
     -------
@@ -296,7 +317,11 @@ def cross_fit(
         grp = pd.Series({p: groups[p] for p in pids}) if not isinstance(groups, pd.Series) else groups.reindex(pids)
         if grp.isna().any():
             raise MILInputError(f"cross_fit: groups has no value for patient(s) {grp.index[grp.isna()][:5].tolist()}.")
-    folds = make_folds(labels, grp, n_splits, random_state)
+    if folds is None:
+        folds = make_folds(labels, grp, n_splits, random_state)
+    else:
+        folds = _given_folds(folds, pids)
+        n_splits = int(folds.nunique())
     template = estimator if estimator is not None else MILClassifier(random_state=random_state)
 
     scores, tiles, models = [], [], []

@@ -1,0 +1,20 @@
+"""Patient-level models on the fusion table, scikit-learn / scikit-survival compatible.
+
+LNM classifiers (XGBoost, logistic regression) and survival models (Cox PH, random
+survival forest, gradient-boosted survival, XGBoost Cox and AFT).
+"""
+
+from lnmkit.models._folds import make_patient_folds
+from lnmkit.models._lnm import LNMLogisticRegression, LNMXGBClassifier, load_model
+from lnmkit.models._nested import NestedCVResult, nested_cv
+from lnmkit.models._stacking import NestedFeatures
+
+__all__ = [
+    "LNMLogisticRegression",
+    "LNMXGBClassifier",
+    "NestedCVResult",
+    "NestedFeatures",
+    "load_model",
+    "make_patient_folds",
+    "nested_cv",
+]

@@ -1,0 +1,176 @@
+"""Preprocessing of a patient table for LNM models, fitted on the training patients only.
+
+Categorical columns keep the levels of their dtype (a FusionTable gives the schema
+levels, never the levels a fold happens to hold); the first level is the reference.
+Missing values are imputed (median / most frequent level of the training patients)
+for models that cannot take them; XGBoost gets them as they are.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from lnmkit.exceptions import ModelInputError
+
+__all__ = ["TableEncoder", "as_frame"]
+
+
+def as_frame(X, where):
+    """``X`` as a DataFrame (numpy arrays get columns ``x0..``); index as str."""
+    X = getattr(X, "frame", X)
+    if isinstance(X, pd.DataFrame):
+        out = X.copy()
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise ValueError(f"{where}: X must be 2-D (patients x features); got shape {arr.shape}.")
+        out = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+    out.index = out.index.astype(str)
+    return out
+
+
+def _is_categorical(s):
+    return isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s)
+
+
+class TableEncoder:
+    """Column types, levels and imputation values learnt from training patients.
+
+    Parameters
+    ----------
+    impute : bool
+        Impute missing values (logistic models) or keep them as NaN (XGBoost).
+    missing_indicator : bool
+        With ``impute``, add a ``<column>_missing`` 0/1 term for every numeric column
+        that had missing values in the training patients.
+    where : str
+        Estimator name for messages.
+    """
+
+    def __init__(self, impute=True, missing_indicator=False, where="model"):
+        self.impute = impute
+        self.missing_indicator = missing_indicator
+        self.where = where
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X):
+        """Learn the encoding from training patients ``X`` (DataFrame); returns self."""
+        self.columns = list(X.columns)
+        self.kinds, self.levels, self.seen, self.fill, self.indicators = {}, {}, {}, {}, []
+        dropped = []
+        for col in self.columns:
+            s = X[col]
+            if s.isna().all():
+                raise ModelInputError(f"{self.where}: column {col!r} is missing for every training patient; "
+                                      f"drop it from the features.")
+            if _is_categorical(s):
+                levels = (list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype)
+                          else sorted(s.dropna().astype(str).unique()))
+                seen = set(s.dropna().astype(str))
+                self.kinds[col] = "categorical"
+                self.levels[col] = [str(v) for v in levels]
+                self.seen[col] = sorted(seen)
+                mode = s.dropna().astype(str).value_counts()
+                self.fill[col] = str(mode.index[0])
+                if len(seen) < 2:
+                    dropped.append(col)
+            else:
+                if s.dtype == bool:
+                    s = s.astype(float)
+                v = pd.to_numeric(s, errors="coerce")
+                self.kinds[col] = "numeric"
+                self.fill[col] = float(v.median())
+                if v.dropna().nunique() < 2:
+                    dropped.append(col)
+                elif self.impute and self.missing_indicator and v.isna().any():
+                    self.indicators.append(col)
+        if dropped:
+            warnings.warn(f"{self.where}: column(s) {dropped} are constant in the training patients and are "
+                          f"left out of this fit.", UserWarning, stacklevel=4)
+        self.dropped = dropped
+        self.terms = self._terms()
+        if not self.terms:
+            raise ModelInputError(f"{self.where}: no usable feature left (every column is constant or empty).")
+        return self
+
+    def _terms(self):
+        terms = []
+        for col in self.columns:
+            if col in self.dropped:
+                continue
+            if self.kinds[col] == "numeric":
+                terms.append(col)
+                if col in self.indicators:
+                    terms.append(f"{col}_missing")
+            elif self.impute:
+                ref = self.levels[col][0]
+                terms += [f"{col}[{lev}]" for lev in self.levels[col] if lev != ref and lev in self.seen[col]]
+            else:
+                terms.append(col)
+        return terms
+
+    # ------------------------------------------------------------ transform
+    def check(self, X):
+        """Raise :class:`ModelInputError` for missing columns and unseen category levels."""
+        missing = [c for c in self.columns if c not in X.columns]
+        if missing:
+            raise ModelInputError(f"{self.where}: X lacks column(s) {missing} seen in fit.")
+        for col in self.columns:
+            if self.kinds[col] != "categorical" or col in self.dropped:
+                continue
+            s = X[col].dropna().astype(str)
+            unseen = s[~s.isin(self.seen[col])]
+            if len(unseen):
+                pid, val = unseen.index[0], unseen.iloc[0]
+                known = "in the schema but absent from the training patients" if val in self.levels[col] \
+                    else "unknown"
+                raise ModelInputError(
+                    f"{self.where}: column {col!r} has level {val!r} for patient_id {pid!r}, {known}; levels "
+                    f"seen in fit: {self.seen[col]}. Merge rare levels, or set the value to missing.")
+
+    def transform(self, X):
+        """Design DataFrame (one column per term) for ``X``, index kept."""
+        self.check(X)
+        out = {}
+        for col in self.columns:
+            if col in self.dropped:
+                continue
+            s = X[col]
+            if self.kinds[col] == "numeric":
+                v = pd.to_numeric(s.astype(float) if s.dtype == bool else s, errors="coerce").astype(float)
+                if self.impute:
+                    if col in self.indicators:
+                        out[f"{col}_missing"] = v.isna().astype(float)
+                    v = v.fillna(self.fill[col])
+                out[col] = v
+            else:
+                v = s.astype(object).where(s.notna(), None)
+                v = v.map(lambda x: None if x is None else str(x))
+                if self.impute:
+                    v = v.fillna(self.fill[col])
+                    ref = self.levels[col][0]
+                    for lev in self.levels[col]:
+                        if lev != ref and lev in self.seen[col]:
+                            out[f"{col}[{lev}]"] = (v == lev).astype(float)
+                else:
+                    out[col] = pd.Categorical(v, categories=self.seen[col])
+        frame = pd.DataFrame(out, index=X.index)
+        return frame[self.terms]
+
+    # ---------------------------------------------------------- persistence
+    def to_dict(self):
+        """JSON-serialisable description of the encoding."""
+        return {"columns": self.columns, "kinds": self.kinds, "levels": self.levels, "seen": self.seen,
+                "fill": self.fill, "indicators": self.indicators, "dropped": self.dropped, "terms": self.terms,
+                "impute": self.impute, "missing_indicator": self.missing_indicator}
+
+    @classmethod
+    def from_dict(cls, d, where="model"):
+        """Rebuild an encoder written by :meth:`to_dict`."""
+        enc = cls(impute=d["impute"], missing_indicator=d["missing_indicator"], where=where)
+        for key in ("columns", "kinds", "levels", "seen", "fill", "indicators", "dropped", "terms"):
+            setattr(enc, key, d[key])
+        return enc
