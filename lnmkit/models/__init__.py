@@ -4,12 +4,21 @@ LNM classifiers (XGBoost, logistic regression) and survival models (Cox PH, rand
 survival forest, gradient-boosted survival, XGBoost Cox and AFT).
 """
 
+from lnmkit.models._cox import CoxPH, PHTestResult
 from lnmkit.models._folds import make_patient_folds
 from lnmkit.models._lnm import LNMLogisticRegression, LNMXGBClassifier, load_model
 from lnmkit.models._nested import NestedCVResult, nested_cv
 from lnmkit.models._stacking import NestedFeatures
+from lnmkit.models._survival_forest import GradientBoostedSurvival, RandomSurvivalForest
+from lnmkit.models._xgb_survival import XGBAFTSurvival, XGBCoxSurvival
 
 __all__ = [
+    "CoxPH",
+    "GradientBoostedSurvival",
+    "PHTestResult",
+    "RandomSurvivalForest",
+    "XGBAFTSurvival",
+    "XGBCoxSurvival",
     "LNMLogisticRegression",
     "LNMXGBClassifier",
     "NestedCVResult",
