@@ -7,8 +7,12 @@ nested evaluation (:class:`lnmkit.models.NestedFeatures`).
 """
 
 from lnmkit.fusion._stacking import SLIDE_SCORE_COLUMNS, nested_cross_fit
+from lnmkit.fusion._table import ORDINAL_CODES, FusionTable, build_fusion_table
 
 __all__ = [
+    "FusionTable",
+    "ORDINAL_CODES",
+    "build_fusion_table",
     "SLIDE_SCORE_COLUMNS",
     "nested_cross_fit",
 ]

@@ -5,6 +5,7 @@ survival forest, gradient-boosted survival, XGBoost Cox and AFT).
 """
 
 from lnmkit.models._cox import CoxPH, PHTestResult
+from lnmkit.models._compare import ModelComparison, compare_models, default_feature_sets
 from lnmkit.models._folds import make_patient_folds
 from lnmkit.models._lnm import LNMLogisticRegression, LNMXGBClassifier, load_model
 from lnmkit.models._nested import NestedCVResult, nested_cv
@@ -21,6 +22,9 @@ __all__ = [
     "XGBCoxSurvival",
     "LNMLogisticRegression",
     "LNMXGBClassifier",
+    "ModelComparison",
+    "compare_models",
+    "default_feature_sets",
     "NestedCVResult",
     "NestedFeatures",
     "load_model",

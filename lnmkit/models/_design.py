@@ -48,12 +48,17 @@ class TableEncoder:
         that had missing values in the training patients.
     where : str
         Estimator name for messages.
+    handle_unknown : {"missing", "error"}
+        A level of the column's categories (the schema) that no training patient
+        had: treated as missing with a warning, or an error. A level outside the
+        categories is always an error.
     """
 
-    def __init__(self, impute=True, missing_indicator=False, where="model"):
+    def __init__(self, impute=True, missing_indicator=False, where="model", handle_unknown="missing"):
         self.impute = impute
         self.missing_indicator = missing_indicator
         self.where = where
+        self.handle_unknown = handle_unknown
 
     # ------------------------------------------------------------------ fit
     def fit(self, X):
@@ -123,13 +128,20 @@ class TableEncoder:
                 continue
             s = X[col].dropna().astype(str)
             unseen = s[~s.isin(self.seen[col])]
-            if len(unseen):
-                pid, val = unseen.index[0], unseen.iloc[0]
-                known = "in the schema but absent from the training patients" if val in self.levels[col] \
-                    else "unknown"
-                raise ModelInputError(
-                    f"{self.where}: column {col!r} has level {val!r} for patient_id {pid!r}, {known}; levels "
-                    f"seen in fit: {self.seen[col]}. Merge rare levels, or set the value to missing.")
+            if not len(unseen):
+                continue
+            unknown = unseen[~unseen.isin(self.levels[col])]
+            if self.handle_unknown == "missing" and not len(unknown):
+                warnings.warn(f"{self.where}: column {col!r} has level(s) {sorted(set(unseen))} (in its categories "
+                              f"but absent from the training patients) for {len(unseen)} patient(s), e.g. "
+                              f"patient_id {unseen.index[0]!r}; treated as missing.", UserWarning, stacklevel=4)
+                continue
+            bad = unknown if len(unknown) else unseen
+            pid, val = bad.index[0], bad.iloc[0]
+            known = "unknown" if len(unknown) else "in the schema but absent from the training patients"
+            raise ModelInputError(
+                f"{self.where}: column {col!r} has level {val!r} for patient_id {pid!r}, {known}; levels "
+                f"seen in fit: {self.seen[col]}. Merge rare levels, or set the value to missing.")
 
     def transform(self, X):
         """Design DataFrame (one column per term) for ``X``, index kept."""
@@ -148,7 +160,8 @@ class TableEncoder:
                 out[col] = v
             else:
                 v = s.astype(object).where(s.notna(), None)
-                v = v.map(lambda x: None if x is None else str(x))
+                seen = set(self.seen[col])
+                v = v.map(lambda x: None if x is None or str(x) not in seen else str(x))
                 if self.impute:
                     v = v.fillna(self.fill[col])
                     ref = self.levels[col][0]
@@ -165,12 +178,14 @@ class TableEncoder:
         """JSON-serialisable description of the encoding."""
         return {"columns": self.columns, "kinds": self.kinds, "levels": self.levels, "seen": self.seen,
                 "fill": self.fill, "indicators": self.indicators, "dropped": self.dropped, "terms": self.terms,
-                "impute": self.impute, "missing_indicator": self.missing_indicator}
+                "impute": self.impute, "missing_indicator": self.missing_indicator,
+                "handle_unknown": self.handle_unknown}
 
     @classmethod
     def from_dict(cls, d, where="model"):
         """Rebuild an encoder written by :meth:`to_dict`."""
-        enc = cls(impute=d["impute"], missing_indicator=d["missing_indicator"], where=where)
+        enc = cls(impute=d["impute"], missing_indicator=d["missing_indicator"], where=where,
+                  handle_unknown=d.get("handle_unknown", "missing"))
         for key in ("columns", "kinds", "levels", "seen", "fill", "indicators", "dropped", "terms"):
             setattr(enc, key, d[key])
         return enc

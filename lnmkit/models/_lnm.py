@@ -139,8 +139,11 @@ class _LNMBase(ClassifierMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         self.classes_ = np.array([0, 1])
+        if self.handle_unknown not in ("missing", "error"):
+            raise ValueError(f"{where}: handle_unknown must be 'missing' or 'error'; got {self.handle_unknown!r} "
+                             f"instead.")
         self.encoder_ = TableEncoder(impute=self._impute, missing_indicator=getattr(self, "missing_indicator", False),
-                                     where=where).fit(X)
+                                     where=where, handle_unknown=self.handle_unknown).fit(X)
         design = self.encoder_.transform(X)
         self._fit_design(design, yv)
         self.calibrator_ = None
@@ -261,6 +264,11 @@ class LNMLogisticRegression(_LNMBase):
         Recalibrate on out-of-fold probabilities made inside the training patients.
     calibration_cv : int, default=5
     missing_indicator : bool, default=False
+    handle_unknown : {"missing", "error"}, default="missing"
+        At prediction, a category level that is in the column's categories (the
+        schema) but was absent from the training patients is treated as missing
+        (with a warning) or raises; a level outside the categories always raises
+        :class:`~lnmkit.exceptions.ModelInputError`.
     max_iter : int, default=1000
     random_state : int, default=0
 
@@ -287,8 +295,9 @@ class LNMLogisticRegression(_LNMBase):
     """
 
     def __init__(self, penalty=None, *, C=1.0, class_weight=None, calibration=None, calibration_cv=5,
-                 missing_indicator=False, max_iter=1000, random_state=0):
+                 missing_indicator=False, handle_unknown="missing", max_iter=1000, random_state=0):
         self.penalty = penalty
+        self.handle_unknown = handle_unknown
         self.C = C
         self.class_weight = class_weight
         self.calibration = calibration
@@ -404,6 +413,11 @@ class LNMXGBClassifier(_LNMBase):
         "balanced" sets ``scale_pos_weight`` = n_negative / n_positive.
     calibration : {None, "sigmoid", "isotonic"}, default=None
     calibration_cv : int, default=5
+    handle_unknown : {"missing", "error"}, default="missing"
+        At prediction, a category level that is in the column's categories (the
+        schema) but was absent from the training patients is treated as missing
+        (with a warning) or raises; a level outside the categories always raises
+        :class:`~lnmkit.exceptions.ModelInputError`.
     n_jobs : int, default=1
     random_state : int, default=0
 
@@ -418,7 +432,8 @@ class LNMXGBClassifier(_LNMBase):
 
     def __init__(self, *, n_estimators=200, learning_rate=0.05, max_depth=3, min_child_weight=1.0, subsample=0.8,
                  colsample_bytree=0.8, reg_lambda=1.0, class_weight=None, calibration=None, calibration_cv=5,
-                 n_jobs=1, random_state=0):
+                 handle_unknown="missing", n_jobs=1, random_state=0):
+        self.handle_unknown = handle_unknown
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth

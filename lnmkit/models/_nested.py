@@ -39,7 +39,9 @@ def _as_frame(X, where):
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()].unique()[:5].tolist()
         raise ModelInputError(f"{where}: patient_id must be unique in X; repeated: {dup}.")
-    return frame, (dict(provenance) if provenance is not None else {})
+    indicators = set(getattr(X, "indicators", ()))
+    provenance = {c: m for c, m in (provenance or {}).items() if c not in indicators}
+    return frame, provenance
 
 
 def prepare_xy(X, y, where, missing_outcome="raise"):
