@@ -28,6 +28,9 @@ __all__ = [
     "LeakageError",
     "LeakageWarning",
     "VersionWarning",
+    "ExplainError",
+    "AdditivityError",
+    "ReportPrivacyError",
 ]
 
 
@@ -195,3 +198,35 @@ class LeakageWarning(UserWarning):
 
 class VersionWarning(UserWarning):
     """A file was written by another lnmkit version than the one reading it."""
+
+
+class ExplainError(LnmkitError, ValueError):
+    """A model or table cannot be explained as asked (unsupported model, missing
+    feature, no provenance for a column, a tile table that does not match the scores)."""
+
+
+class AdditivityError(ExplainError):
+    """SHAP values plus the base value do not reproduce the model's own raw output.
+
+    Attributes
+    ----------
+    max_error : float
+        Largest absolute difference over the explained rows.
+    """
+
+    def __init__(self, message, max_error=float("nan")):
+        self.max_error = float(max_error)
+        super().__init__(message)
+
+
+class ReportPrivacyError(LnmkitError, ValueError):
+    """A report would contain a slide path, a label or macro image or an identifier
+    other than the patient_id."""
+
+
+class NomogramInputError(LnmkitError, ValueError):
+    """Data, predictors or outcome given to ``lnmkit.nomogram`` cannot be modelled.
+
+    The message names the function, the column, the offending value and (where it
+    applies) the row, and says what to do.
+    """
