@@ -420,7 +420,8 @@ def calibration(y_true, y_prob, level=0.95, frac=2 / 3, n_groups=10):
 class DecisionCurveResult:
     """Net benefit of treating patients above each threshold probability (``dcurves``).
 
-    Net benefit = TP/n - FP/n · pt / (1 - pt); ``all`` treats everyone, ``none`` no one.
+    Net benefit = TP/n - FP/n · pt / (1 - pt); ``treat all`` treats everyone,
+    ``treat none`` no one.
 
     Attributes
     ----------
@@ -440,9 +441,9 @@ class DecisionCurveResult:
         fig, ax = _fig_ax(ax, (5, 3.8))
         t = self.table
         for col in t.columns:
-            style = {"color": "0.5", "ls": "--"} if col == "all" else ({"color": "k", "lw": 0.8} if col == "none"
-                                                                       else kwargs)
-            ax.plot(t.index, t[col], label=f"treat {col}" if col in ("all", "none") else col, **style)
+            style = {"color": "0.5", "ls": "--"} if col == "treat all" else (
+                {"color": "k", "lw": 0.8} if col == "treat none" else kwargs)
+            ax.plot(t.index, t[col], label=col, **style)
         top = np.nanmax(t.to_numpy())
         ax.set(xlabel="threshold probability", ylabel="net benefit", title="Decision curve",
                ylim=(-0.05 * max(top, 0.01), max(top, 0.01) * 1.1))
@@ -450,7 +451,7 @@ class DecisionCurveResult:
         return fig
 
     def __repr__(self):
-        models = [m for m in self.curves["model"].unique() if m not in ("all", "none")]
+        models = [m for m in self.curves["model"].unique() if m not in ("treat all", "treat none")]
         return f"<DecisionCurveResult: {len(self.table)} thresholds, models {models}>"
 
     def _repr_html_(self):
@@ -489,7 +490,7 @@ def decision_curve(y_true, y_prob, thresholds=None, name="model"):
         warnings.simplefilter("ignore")
         curves = dcurves.dca(data=data, outcome="_y", modelnames=list(names), thresholds=list(thresholds))
     curves = curves.reset_index(drop=True)
-    curves["model"] = curves["model"].map(lambda m: names.get(m, m))
+    curves["model"] = curves["model"].map(lambda m: names.get(m, f"treat {m}"))
     return DecisionCurveResult(curves=curves)
 
 

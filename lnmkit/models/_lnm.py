@@ -32,7 +32,14 @@ _FORMAT = "lnmkit.models"
 
 
 def _check_y(y, X, where):
-    arr = np.asarray(getattr(y, "reindex", lambda i: y)(X.index) if isinstance(y, pd.Series) else y)
+    if isinstance(y, pd.Series):
+        y = y.copy()
+        y.index = y.index.astype(str)
+        if y.index.has_duplicates or not X.index.isin(y.index).all():
+            y = y.to_numpy() if len(y) == len(X) and not X.index.isin(y.index).any() else y.reindex(X.index)
+        else:
+            y = y.reindex(X.index)
+    arr = np.asarray(y)
     if arr.ndim != 1 or len(arr) != len(X):
         raise ModelInputError(f"{where}: y must be 1-D with one value per row of X ({len(X)}); got shape {arr.shape}.")
     v = pd.to_numeric(pd.Series(arr, index=X.index), errors="coerce")
