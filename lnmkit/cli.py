@@ -42,6 +42,12 @@ def synth(
     n_patients: int = typer.Option(60, "--n-patients", help="Number of patients."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> identical cohort)."),
     slide_size: int = typer.Option(8192, "--slide-size", help="Level-0 width of 40x slides in pixels."),
+    regime: str = typer.Option("regions", "--regime",
+                               help="regions (large tumour areas, quick demo) | focal (small witness regions, "
+                                    "confounders, wide stain variation)."),
+    witness_fraction: float = typer.Option(0.02, "--witness-fraction",
+                                           help="Focal regime: share of a pN+ slide's tissue that is tumour "
+                                                "(0.005-0.10)."),
     no_slides: bool = typer.Option(False, "--no-slides", help="Write tables and truth only."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that holds a cohort."),
 ):
@@ -49,8 +55,8 @@ def synth(
     from lnmkit.synth import load_truth, make_cohort
 
     try:
-        root = make_cohort(out_dir, n_patients=n_patients, seed=seed, slide_size=slide_size,
-                           slides=not no_slides, overwrite=overwrite)
+        root = make_cohort(out_dir, n_patients=n_patients, seed=seed, slide_size=slide_size, regime=regime,
+                           witness_fraction=witness_fraction, slides=not no_slides, overwrite=overwrite)
     except (ValueError, FileExistsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)

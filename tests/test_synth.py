@@ -8,13 +8,15 @@ import numpy as np
 import openslide
 import pandas as pd
 import pytest
+from PIL import Image
+from scipy import ndimage
 from skimage.color import rgb2hed
 from typer.testing import CliRunner
 
 from lnmkit.cli import app
 from lnmkit.cohort import Cohort
-from lnmkit.synth import (GASTRIC_STATIONS, OS_MODEL, PN_MODEL, PlantedMask, load_planted_mask, load_truth,
-                          make_cohort, make_tissue_image, write_slide)
+from lnmkit.synth import (GASTRIC_STATIONS, OS_MODEL, PN_MODEL, PlantedMask, load_confounder_mask,
+                          load_planted_mask, load_truth, make_cohort, make_tissue_image, write_slide)
 
 CONTRACT_COLUMNS = {
     "clinical.csv": ["patient_id", "age", "sex", "tumour_site", "ct_stage", "grade", "lauren_type",
@@ -387,3 +389,153 @@ def test_cohort_loader_accepts_the_synthetic_cohort(synthetic_cohort_dir):
     assert cohort.problems == []
     assert len(cohort.clinical) == 12 and len(cohort.slides) == len(load_truth(synthetic_cohort_dir)["slides"])
     assert cohort.survival("rfs")["time"].min() > 0
+
+
+# -- focal regime ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def focal_cohort(tmp_path_factory):
+    """A small focal-regime cohort: every kind of patient, both classes with confounders."""
+    return make_cohort(tmp_path_factory.mktemp("focal"), n_patients=14, seed=2, slide_size=4096,
+                       regime="focal", witness_fraction=0.03, progress=False)
+
+
+def _slide_rgb(cohort_dir, slide_id, entry, downsample):
+    """The slide read at ``downsample`` level-0 pixels per pixel (an existing level)."""
+    path = cohort_dir / "slides" / f"{slide_id}.{'svs' if entry['layout'] == 'svs' else 'tiff'}"
+    with openslide.OpenSlide(str(path)) as slide:
+        level = slide.get_best_level_for_downsample(downsample + 0.01)
+        assert slide.level_downsamples[level] == pytest.approx(downsample)
+        return np.asarray(slide.read_region((0, 0), level, slide.level_dimensions[level]).convert("RGB"))
+
+
+def test_focal_witness_fraction_and_regions(focal_cohort):
+    truth = load_truth(focal_cohort)
+    assert truth["regime"] == "focal" and truth["parameters"]["witness_fraction"] == 0.03
+    kinds = {entry["kind"] for entry in truth["slides"].values()}
+    assert kinds == {"pn_positive", "otc", "none"}
+    for slide_id, entry in truth["slides"].items():
+        planted = load_planted_mask(focal_cohort, slide_id)
+        drawn = entry["witness_fraction_drawn"]
+        # The recorded fraction is the saved mask's share of the tissue.
+        assert planted.mask.sum() == pytest.approx(drawn * entry["tissue_fraction"] * planted.mask.size, rel=0.02,
+                                                   abs=1)
+        tile_px = (112 / (16 * entry["mpp"])) ** 2  # a 224-px tile at 0.5 µm/px, in mask pixels
+        if entry["kind"] == "pn_positive":
+            assert entry["witness_fraction_requested"] == 0.03
+            assert 0.7 * 0.03 < drawn < 1.3 * 0.03, slide_id
+            assert 3 <= len(entry["regions"]) <= 8
+            areas = np.array([r["area_mask_px"] for r in entry["regions"]]) / tile_px
+            # No region larger than a few tiles (these test slides hold little tissue:
+            # here the regions are smaller than a tile).
+            assert areas.max() < 4.5, areas
+            # Several regions, none of them dominating: not one large blob.
+            assert areas.max() < 0.75 * areas.sum()
+            labels, n_parts = ndimage.label(planted.mask)
+            assert n_parts >= 3
+        elif entry["kind"] == "otc":
+            assert 0 < drawn < 0.3 * 0.03 and 1 <= len(entry["regions"]) <= 3
+        else:
+            assert drawn == 0 and not planted.mask.any() and entry["regions"] == []
+        assert 0 < entry["tissue_fraction"] < 0.8
+
+
+def test_focal_morphologies_and_confounders(focal_cohort):
+    truth = load_truth(focal_cohort)
+    codes = truth["focal"]["morphology_codes"]
+    morphologies, confounded = set(), {True: 0, False: 0}
+    for slide_id, entry in truth["slides"].items():
+        planted = load_planted_mask(focal_cohort, slide_id)
+        confounders = load_confounder_mask(focal_cohort, slide_id)
+        # Confounders are recorded apart from the witness and never overlap it.
+        assert not (planted.mask & confounders.mask).any()
+        assert confounders.fraction > 0 or not entry["confounders"]
+        confounded[entry["kind"] == "pn_positive"] += bool(confounders.mask.any())
+        with Image.open(focal_cohort / "truth" / entry["morphology_mask"]) as img:
+            morph = np.asarray(img)
+        # Every witness pixel has a morphology, nothing else has one.
+        assert ((morph > 0) == planted.mask).all()
+        drawn = {name for name, code in codes.items() if (morph == code).any()}
+        assert drawn == {r["morphology"] for r in entry["regions"]}
+        morphologies |= drawn
+        for kind in truth["focal"]["confounder_codes"]:
+            present = load_confounder_mask(focal_cohort, slide_id, kind).mask.any()
+            assert present == any(c["type"] == kind for c in entry["confounders"])
+    assert len(morphologies) >= 2
+    # Confounders on slides of both classes.
+    assert confounded[True] >= 2 and confounded[False] >= 2
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_confounder_mask(focal_cohort, slide_id, "tumour")
+
+
+def test_confounders_are_as_dark_as_the_witness(focal_cohort):
+    """Lymphoid aggregates carry more haematoxylin than witness tissue: darkness is not the label."""
+    truth = load_truth(focal_cohort)
+    hema = {"witness": [], "lymphoid_aggregate": [], "normal": []}
+    for slide_id, entry in truth["slides"].items():
+        rgb = _slide_rgb(focal_cohort, slide_id, entry, 4 if entry["layout"] == "svs" else 2)
+        step = 16 // (4 if entry["layout"] == "svs" else 2)
+        h = _haematoxylin(rgb)
+        planted = load_planted_mask(focal_cohort, slide_id).mask
+        lymph = load_confounder_mask(focal_cohort, slide_id, "lymphoid_aggregate").mask
+        anything = planted | load_confounder_mask(focal_cohort, slide_id).mask
+        cells = h[: planted.shape[0] * step, : planted.shape[1] * step]
+        cells = cells.reshape(planted.shape[0], step, planted.shape[1], step).mean(axis=(1, 3))
+        tissue = rgb.min(axis=2) < 200
+        tissue = tissue[: planted.shape[0] * step, : planted.shape[1] * step]
+        tissue = tissue.reshape(planted.shape[0], step, planted.shape[1], step).mean(axis=(1, 3)) > 0.9
+        hema["witness"].extend(cells[planted & tissue])
+        hema["lymphoid_aggregate"].extend(cells[lymph & tissue])
+        hema["normal"].extend(cells[~anything & tissue])
+    means = {k: float(np.mean(v)) for k, v in hema.items()}
+    assert min(len(v) for v in hema.values()) > 50
+    assert means["witness"] > means["normal"] + 0.01
+    assert means["lymphoid_aggregate"] > means["witness"], means
+
+
+def test_focal_regime_is_deterministic_and_leaves_the_default_alone(tmp_path):
+    common = dict(n_patients=5, seed=3, slide_size=1024, progress=False)
+    a = make_cohort(tmp_path / "a", regime="focal", **common)
+    b = make_cohort(tmp_path / "b", regime="focal", n_jobs=1, **common)
+    plain = make_cohort(tmp_path / "plain", **common)
+    truth_a, truth_b = load_truth(a), load_truth(b)
+    assert truth_a["slides"] == truth_b["slides"]
+    for folder in ("masks", "morphology", "confounders"):
+        for path in sorted((a / "truth" / folder).glob("*.png")):
+            assert path.read_bytes() == (b / "truth" / folder / path.name).read_bytes()
+    for slide_id in truth_a["slides"]:
+        name = next((a / "slides").glob(f"{slide_id}.*")).name
+        with openslide.OpenSlide(str(a / "slides" / name)) as sa, openslide.OpenSlide(str(b / "slides" / name)) as sb:
+            np.testing.assert_array_equal(np.asarray(sa.read_region((0, 0), 0, sa.dimensions)),
+                                          np.asarray(sb.read_region((0, 0), 0, sb.dimensions)))
+    # The tables do not depend on the regime; the default writes no focal truth.
+    for name in CONTRACT_COLUMNS:
+        assert (a / name).read_bytes() == (plain / name).read_bytes(), name
+    truth_plain = load_truth(plain)
+    assert truth_plain["regime"] == "regions" and "focal" not in truth_plain
+    assert not (plain / "truth" / "confounders").exists()
+    assert all("witness_fraction_drawn" not in e for e in truth_plain["slides"].values())
+    with pytest.raises(KeyError, match="only in the focal regime"):
+        load_confounder_mask(plain, next(iter(truth_plain["slides"])))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"regime": "patchy"}, "regime must be one of 'regions', 'focal'; got 'patchy'"),
+    ({"regime": "focal", "witness_fraction": 0.2}, r"witness_fraction must be in \[0.005, 0.1\]; got 0.2"),
+    ({"regime": "focal", "witness_fraction": 0.001}, r"witness_fraction must be in \[0.005, 0.1\]; got 0.001"),
+])
+def test_focal_arguments_are_checked(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_cohort(tmp_path, n_patients=4, slides=False, **kwargs)
+    assert not (tmp_path / "clinical.csv").exists()
+
+
+def test_cli_synth_focal(tmp_path):
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "c"), "--n-patients", "4", "--seed", "1",
+                                      "--slide-size", "1024", "--regime", "focal", "--witness-fraction", "0.05"])
+    assert result.exit_code == 0, result.output
+    truth = load_truth(tmp_path / "c")
+    assert truth["regime"] == "focal" and truth["focal"]["witness_fraction"] == 0.05
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path / "d"), "--regime", "focal", "--witness-fraction", "0.5"])
+    assert bad.exit_code == 2 and "witness_fraction" in bad.output

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-__all__ = ["make_tissue_image", "RENDER_MPP", "tissue_layout"]
+__all__ = ["make_tissue_image", "RENDER_MPP", "tissue_layout", "draw_style", "FOCAL_CODES", "WITNESS_CODES"]
 
 #: Microns per pixel of the canvas on which tissue is rendered.
 RENDER_MPP = 0.5
@@ -49,15 +49,30 @@ _E_MAX = 1.6
 # the basement membrane) and an apical band (cytoplasm); tumour epithelium has lost
 # that polarity.
 _BACKGROUND, _LUMEN, _STROMA, _EPI_APICAL, _EPI_BASAL, _T_STROMA, _T_EPITHELIUM, _LAMINA, _T_LINING = range(9)
-_N_COMPARTMENTS = 9
+# Compartments of the focal regime: diffuse (signet-ring-like) and solid tumour, and the
+# tumour-like confounders (lymphoid aggregates, reactive glands, mucin pools).
+(_SIGNET_VACUOLE, _SIGNET_RIM, _DIFFUSE_STROMA, _SOLID, _LYMPH_DENSE, _GERMINAL, _R_BASAL, _R_APICAL,
+ _MUCIN) = range(9, 18)
+_N_COMPARTMENTS = 18
 
 # Probability that a candidate nucleus position (one per (_SPRITE / 2)^2 canvas pixels,
 # i.e. per 121 µm^2) holds a nucleus, by compartment.
-_NUCLEUS_PROB = np.array([0.0, 0.0, 0.05, 0.10, 1.0, 0.12, 0.75, 0.16, 1.0], dtype=np.float32)
+_NUCLEUS_PROB = np.array([0.0, 0.0, 0.05, 0.10, 1.0, 0.12, 0.75, 0.16, 1.0,
+                          0.0, 0.85, 0.30, 0.85, 1.0, 0.65, 1.0, 0.10, 0.015], dtype=np.float32)
 # Eosin and haematoxylin concentrations of each compartment's background (cytoplasm,
 # extracellular matrix).
-_BASE_E = np.array([0.0, 0.03, 0.58, 0.24, 0.36, 0.52, 0.36, 0.45, 0.34], dtype=np.float32)
-_BASE_H = np.array([0.0, 0.01, 0.04, 0.09, 0.17, 0.07, 0.26, 0.07, 0.28], dtype=np.float32)
+_BASE_E = np.array([0.0, 0.03, 0.58, 0.24, 0.36, 0.52, 0.36, 0.45, 0.34,
+                    0.05, 0.30, 0.50, 0.40, 0.22, 0.30, 0.34, 0.26, 0.07], dtype=np.float32)
+_BASE_H = np.array([0.0, 0.01, 0.04, 0.09, 0.17, 0.07, 0.26, 0.07, 0.28,
+                    0.07, 0.16, 0.05, 0.22, 0.20, 0.12, 0.16, 0.12, 0.14], dtype=np.float32)
+# Second nucleus pass of the focal regime: only where cells are packed densely.
+_DENSE_PROB = np.zeros(_N_COMPARTMENTS, dtype=np.float32)
+_DENSE_PROB[[_LYMPH_DENSE, _GERMINAL]] = (0.9, 0.2)
+#: Codes of a focal label map (``regions`` of :func:`_render_canvas`): witness
+#: morphologies 1-3, confounders 4-6.
+FOCAL_CODES = {"glandular": 1, "diffuse": 2, "solid": 3,
+               "lymphoid_aggregate": 4, "reactive_glands": 5, "mucin_pool": 6}
+WITNESS_CODES = (1, 2, 3)
 # Share of eosin kept (x 256) under a nucleus, by the nucleus's haematoxylin index:
 # 1 - 1.3 min(c_H, 0.5), so that dense nuclei keep 35 % of the eosin.
 _EOSIN_KEPT = np.round(256 * (1 - 1.3 * np.minimum(np.arange(256) * (_H_MAX / 255), 0.5))).astype(np.uint16)
@@ -164,11 +179,16 @@ def _noise(rng, shape, octaves):
 
 
 @functools.lru_cache(maxsize=4)
-def _stain_lut(h_scale, e_scale):
-    """RGB lookup table indexed by quantised (haematoxylin, eosin) concentrations."""
+def _stain_lut(h_scale, e_scale, h_vec=None, e_vec=None):
+    """RGB lookup table indexed by quantised (haematoxylin, eosin) concentrations.
+
+    ``h_vec`` and ``e_vec`` (tuples) replace the reference stain vectors.
+    """
+    h_vec = _H_VEC if h_vec is None else np.asarray(h_vec, dtype=np.float32)
+    e_vec = _E_VEC if e_vec is None else np.asarray(e_vec, dtype=np.float32)
     ch = np.linspace(0, _H_MAX, _LUT_LEVELS, dtype=np.float32)[:, None, None]
     ce = np.linspace(0, _E_MAX, _LUT_LEVELS, dtype=np.float32)[None, :, None]
-    od = ch * (_H_VEC * h_scale) + ce * (_E_VEC * e_scale)
+    od = ch * (h_vec * h_scale) + ce * (e_vec * e_scale)
     return np.clip(255.0 * np.exp(-od) - 8.0 * (od > 0.02), 0, 255).round().astype(np.uint8)
 
 
@@ -199,6 +219,20 @@ def _ellipse_sprite(rng, a, b, peak, *, irregular=0.0, chromatin=0.1, nucleolus=
     return np.clip(value, 0, _H_MAX).astype(np.float32)
 
 
+def _crescent_sprite(rng, radius, peak):
+    """A signet-ring nucleus: a dense crescent at the rim of a round mucin vacuole."""
+    s = _SPRITE
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) - (s - 1) / 2
+    theta = rng.uniform(0, 2 * np.pi)
+    shift = 0.45 * radius
+    ox, oy = shift * math.cos(theta), shift * math.sin(theta)
+    outer = np.sqrt(xx**2 + yy**2) / radius
+    inner = np.sqrt((xx - ox) ** 2 + (yy - oy) ** 2) / (0.85 * radius)
+    alpha = np.clip((1.0 - outer) * radius * 1.2 + 0.5, 0, 1) * np.clip((inner - 1.0) * radius * 1.2 + 0.5, 0, 1)
+    grain = 1 + 0.08 * rng.standard_normal((s, s))
+    return np.clip(peak * alpha * grain, 0, _H_MAX).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def _sprite_bank(seed):
     """Nucleus sprites for every compartment, and each compartment's index range.
@@ -220,6 +254,19 @@ def _sprite_bank(seed):
     tumour = [_ellipse_sprite(rng, rng.uniform(5.4, 9.5) * u, rng.uniform(4.0, 6.7) * u, rng.uniform(1.0, 1.7),
                               chromatin=0.3, irregular=0.12, nucleolus=rng.random() < 0.6,
                               rim=rng.random() < 0.3) for _ in range(64)]
+    # Focal regime (drawn after the sprites above, which therefore do not change):
+    # signet-ring cells (a crescent nucleus pushed aside by mucin), centroblasts of
+    # germinal centres (large, pale, vesicular, with nucleoli), reactive epithelium
+    # (enlarged but regular, evenly stained) and tingible-body macrophage debris.
+    signet = [_crescent_sprite(rng, rng.uniform(5.0, 8.0) * u, rng.uniform(1.1, 1.6)) for _ in range(40)]
+    centroblast = [_ellipse_sprite(rng, r * u, r * u * rng.uniform(0.8, 1.0), rng.uniform(0.8, 1.05),
+                                   chromatin=0.2, nucleolus=True, rim=True) for r in rng.uniform(4.2, 6.0, 32)]
+    reactive = [_ellipse_sprite(rng, rng.uniform(5.4, 7.4) * u, rng.uniform(3.6, 4.8) * u, rng.uniform(1.0, 1.3),
+                                chromatin=0.12, irregular=0.03, nucleolus=rng.random() < 0.3) for _ in range(48)]
+    dark_lympho = [_ellipse_sprite(rng, r * u, r * u * rng.uniform(0.85, 1.0), rng.uniform(1.7, 2.1), chromatin=0.05)
+                   for r in rng.uniform(2.8, 3.6, 24)]
+    debris = [_ellipse_sprite(rng, r * u, r * u, rng.uniform(1.6, 2.0), chromatin=0.05)
+              for r in rng.uniform(1.2, 2.2, 8)]
     groups = {
         _STROMA: spindle * 2 + lympho,  # two spindles per lymphocyte
         _EPI_APICAL: lympho[:8],  # intraepithelial lymphocytes
@@ -228,6 +275,14 @@ def _sprite_bank(seed):
         _T_EPITHELIUM: tumour,
         _T_LINING: tumour,
         _LAMINA: lympho * 2 + spindle[:16],  # lamina propria: mostly lymphocytes
+        _SIGNET_RIM: signet,
+        _DIFFUSE_STROMA: spindle + tumour[:24] + signet[:16],  # discohesive single tumour cells
+        _SOLID: tumour,
+        _LYMPH_DENSE: dark_lympho,
+        _GERMINAL: centroblast * 3 + lympho + debris,
+        _R_BASAL: reactive + lympho[:4],
+        _R_APICAL: lympho[:8],
+        _MUCIN: lympho[:8] + epithelial[:8],  # a few floating cells
     }
     bank, ranges = [], np.zeros((_N_COMPARTMENTS, 2), dtype=np.int64)
     for comp, sprites in groups.items():
@@ -238,10 +293,11 @@ def _sprite_bank(seed):
     return np.clip(levels, 0, _LUT_LEVELS - 1).astype(np.uint8), ranges
 
 
-def _stamp_nuclei(rng, shape, compartment, unit, bank, ranges):
+def _stamp_nuclei(rng, shape, compartment, unit, bank, ranges, prob=_NUCLEUS_PROB):
     """Haematoxylin index (uint8) of all nuclei: maximum of sprites placed without overlap per pass.
 
-    ``compartment`` is given on a grid ``unit`` times coarser than ``shape``.
+    ``compartment`` is given on a grid ``unit`` times coarser than ``shape``; ``prob``
+    is the nucleus probability by compartment.
     """
     h, w = shape
     s = _SPRITE
@@ -260,7 +316,7 @@ def _stamp_nuclei(rng, shape, compartment, unit, bank, ranges):
             cy = np.clip(cy + rng.integers(-s // 2, s // 2 + 1, cy.size), 0, h - s)
             cx = np.clip(cx + rng.integers(-s // 2, s // 2 + 1, cx.size), 0, w - s)
             comp = compartment[np.minimum((cy + s // 2) // unit, ch_ - 1), np.minimum((cx + s // 2) // unit, cw_ - 1)]
-            keep = rng.random(cy.size) < _NUCLEUS_PROB[comp]
+            keep = rng.random(cy.size) < prob[comp]
             if not keep.any():
                 continue
             cy, cx, comp = cy[keep], cx[keep], comp[keep]
@@ -271,7 +327,7 @@ def _stamp_nuclei(rng, shape, compartment, unit, bank, ranges):
     return field.reshape(h, w)
 
 
-def tissue_layout(shape, seed):
+def tissue_layout(shape, seed, scale=1.0):
     """Low-resolution tissue outline of a canvas: 1-3 irregular pieces with holes.
 
     Parameters
@@ -280,6 +336,8 @@ def tissue_layout(shape, seed):
         (rows, cols) of the field; any resolution, the outline scales with it.
     seed : int or numpy.random.SeedSequence
         Seed of the outline.
+    scale : float, default=1.0
+        Size of the pieces relative to the default (the amount of tissue).
 
     Returns
     -------
@@ -304,8 +362,8 @@ def tissue_layout(shape, seed):
             cx = extent[1] * (k + 0.5) / n_pieces
             a, b = 0.30 * extent[0], 0.30 * extent[1] / n_pieces
             theta = np.pi / 2 + rng.uniform(-0.25, 0.25)
-        a *= rng.uniform(0.8, 1.0)
-        b *= rng.uniform(0.7, 1.0)
+        a *= rng.uniform(0.8, 1.0) * scale
+        b *= rng.uniform(0.7, 1.0) * scale
         c, sn = math.cos(theta), math.sin(theta)
         u, v = (xx - cx) * c + (yy - cy) * sn, -(xx - cx) * sn + (yy - cy) * c
         field = np.maximum(field, 1.0 - np.sqrt((u / a) ** 2 + (v / b) ** 2))
@@ -332,8 +390,40 @@ def _pen_mark(rng, shape):
     return np.asarray(img) > 0
 
 
-def _compartments(rng, shape, tissue, tumour, unit):
-    """Compartment label (int8) of every pixel of a grid of ``unit`` canvas pixels."""
+def draw_style(rng):
+    """Per-slide stain and texture parameters of the focal regime, independent of any label.
+
+    Wider than the default regime's stain variation: haematoxylin and eosin strength,
+    hue of both stain vectors, gland density, lamina propria extent, fibre density,
+    stain unevenness, stromal cellularity, cytoplasm basophilia and tissue amount.
+    """
+
+    def tilt(vec):
+        v = np.clip(vec + rng.normal(0.0, 0.05, 3), 0.05, None)
+        return tuple(round(float(x), 3) for x in v / np.linalg.norm(v))
+
+    return {
+        "h_scale": round(float(rng.uniform(0.65, 1.35)), 3),
+        "e_scale": round(float(rng.uniform(0.65, 1.35)), 3),
+        "h_vec": tilt(_H_VEC), "e_vec": tilt(_E_VEC),
+        "gland_offset": float(rng.uniform(-0.45, 0.3)),
+        "lamina_offset": float(rng.uniform(-0.4, 0.4)),
+        "fibre": float(rng.uniform(0.2, 0.7)),
+        "fibre_cut": float(rng.uniform(0.1, 0.45)),
+        "stain_noise": float(rng.uniform(0.03, 0.15)),
+        "stroma_cells": float(rng.uniform(0.5, 2.0)),
+        "basophilia": float(rng.uniform(0.75, 1.35)),
+        "tissue_scale": float(rng.uniform(0.7, 1.1)),
+    }
+
+
+def _compartments(rng, shape, tissue, tumour, unit, focal=None, style=None):
+    """Compartment label (int8) of every pixel of a grid of ``unit`` canvas pixels.
+
+    ``focal`` maps focal codes (``FOCAL_CODES``, glandular tumour excepted: that is
+    ``tumour``) to ``(mask, interior)`` boolean grids; ``style`` is a
+    :func:`draw_style` dictionary.
+    """
     # Gland layout: lumen where a noise field is high, epithelium around it with a
     # basal band next to the stroma. A slow "mucosa" field makes some areas
     # gland-rich and others mostly stroma.
@@ -343,8 +433,12 @@ def _compartments(rng, shape, tissue, tumour, unit):
     glands = _noise(rng, shape, 40 * px)
     glands += 0.3 * _tiled_noise(rng, shape, 14 * px, int(1024 * px))
     glands += 0.45 * mucosa
+    lamina_cut = 0.2
+    if style is not None:
+        glands += style["gland_offset"]
+        lamina_cut -= style["lamina_offset"]
     comp = np.full(shape, _STROMA, dtype=np.int8)
-    comp[mucosa > 0.2] = _LAMINA  # loose, cellular stroma between the glands
+    comp[mucosa > lamina_cut] = _LAMINA  # loose, cellular stroma between the glands
     comp[glands > 0.30] = _EPI_BASAL
     comp[glands > 0.75] = _EPI_APICAL
     comp[glands > 1.6] = _LUMEN
@@ -357,8 +451,70 @@ def _compartments(rng, shape, tissue, tumour, unit):
         t_comp[t_glands > 0.85] = _T_LINING  # crowded nuclei lining the neoplastic glands
         t_comp[t_glands > 1.4] = _LUMEN
         comp = np.where(tumour, t_comp, comp)
+    for code, (mask, interior) in (focal or {}).items():
+        comp = np.where(mask, _focal_compartments(rng, shape, code, interior, px), comp)
     comp[~tissue] = _BACKGROUND
     return comp
+
+
+def _focal_compartments(rng, shape, code, interior, px):
+    """Compartments of one focal morphology or confounder over the whole grid."""
+    period = int(1024 * px)
+    if code == FOCAL_CODES["diffuse"]:
+        # Discohesive signet-ring-like cells: round mucin vacuoles with a crescent
+        # nucleus, singly or in small groups, in fibrous stroma with scattered
+        # hyperchromatic single cells.
+        cells = _tiled_noise(rng, shape, 5.5 * px, period)
+        cells += 0.6 * _tiled_noise(rng, shape, 30 * px, period)
+        out = np.full(shape, _DIFFUSE_STROMA, dtype=np.int8)
+        out[cells > 0.75] = _SIGNET_RIM
+        out[cells > 1.3] = _SIGNET_VACUOLE
+        return out
+    if code == FOCAL_CODES["solid"]:
+        # Solid sheets of tumour cells divided by thin fibrovascular septa, no lumens.
+        septa = _tiled_noise(rng, shape, 18 * px, period)
+        out = np.full(shape, _SOLID, dtype=np.int8)
+        out[np.abs(septa) < 0.08] = _T_STROMA
+        return out
+    if code == FOCAL_CODES["lymphoid_aggregate"]:
+        # A dense mantle of small lymphocytes around a paler germinal centre.
+        out = np.full(shape, _LYMPH_DENSE, dtype=np.int8)
+        if interior is not None:
+            out[interior] = _GERMINAL
+        return out
+    if code == FOCAL_CODES["reactive_glands"]:
+        # Crowded regenerating glands: little stroma, enlarged regular nuclei, open lumens.
+        g = _tiled_noise(rng, shape, 13 * px, period)
+        g += 0.25 * _tiled_noise(rng, shape, 5 * px, period)
+        out = np.full(shape, _LAMINA, dtype=np.int8)
+        out[g > -0.35] = _R_BASAL
+        out[g > 0.25] = _R_APICAL
+        out[g > 0.95] = _LUMEN
+        return out
+    if code == FOCAL_CODES["mucin_pool"]:
+        # Acellular pale-blue mucin with thin strands of stroma.
+        strands = _tiled_noise(rng, shape, 25 * px, period)
+        out = np.full(shape, _MUCIN, dtype=np.int8)
+        out[np.abs(strands) < 0.05] = _STROMA
+        return out
+    raise ValueError(f"unknown focal code {code!r}; known codes are {sorted(FOCAL_CODES.values())}.")
+
+
+def _focal_masks(regions, lo, tissue):
+    """Per-code ``(mask, interior)`` grids of shape ``lo`` from a label map at any resolution."""
+    regions = np.asarray(regions)
+    factor = lo[0] / max(1, regions.shape[0])  # grid pixels (1 µm) per label pixel
+    out = {}
+    for code in sorted(int(c) for c in np.unique(regions) if c):
+        ind = (regions == code).astype(np.float32)
+        mask = _upsampled_mask(ind, lo, 0.5, 0.5) & tissue
+        interior = None
+        if code == FOCAL_CODES["lymphoid_aggregate"]:
+            # Germinal centres only in the middle of large aggregates.
+            smooth = ndimage.gaussian_filter(ind, sigma=max(0.5, 30.0 / factor))
+            interior = _upsampled_mask(smooth, lo, 0.9, 0.1) & mask
+        out[code] = (mask, interior)
+    return out
 
 
 def _resize_float(field, shape):
@@ -367,15 +523,18 @@ def _resize_float(field, shape):
     return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR))
 
 
-def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
+def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None, *, regions=None, style=None):
     """Render tissue on a canvas at ``RENDER_MPP``.
 
     Everything but the nuclei is computed on a grid twice as coarse (1 µm/px) and
-    upsampled; nuclei are stamped at full canvas resolution.
+    upsampled; nuclei are stamped at full canvas resolution. ``regions`` (focal
+    regime) is a label map of ``FOCAL_CODES`` at any resolution covering the canvas,
+    used instead of ``tumour_mask``; ``style`` is a :func:`draw_style` dictionary.
 
-    Returns ``(rgb, tissue, tumour)``: uint8 (h, w, 3) and two bool masks on the
+    Returns ``(rgb, tissue, tumour, labels)``: uint8 (h, w, 3), two bool masks on the
     coarse grid, ``(ceil(h / 2), ceil(w / 2))`` (tissue excludes lumens and
-    background; tumour is where tumour was drawn).
+    background; tumour is where tumour was drawn) and the focal code drawn at each
+    coarse-grid pixel (uint8, zero without ``regions``).
     """
     h, w = shape
     unit = 2
@@ -389,10 +548,22 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
     # show as a staircase along the tissue border.
     tissue = _resize_float(layout, lo) > 0
     tumour = None
-    if tumour_mask is not None and np.any(tumour_mask):
+    focal = None
+    labels = np.zeros(lo, dtype=np.uint8)
+    if regions is not None and np.any(regions):
+        focal = _focal_masks(regions, lo, tissue)
+        gland = focal.pop(FOCAL_CODES["glandular"], None)
+        tumour = gland[0] if gland is not None else None
+        if tumour is not None:
+            labels[tumour] = FOCAL_CODES["glandular"]
+        for code, (mask, _) in focal.items():
+            labels[mask] = code
+    elif tumour_mask is not None and np.any(tumour_mask):
         tumour = _upsampled_mask(np.asarray(tumour_mask, dtype=np.float32), lo, 0.5, 0.5)
         tumour &= tissue
-    comp = _compartments(rng, lo, tissue, tumour, unit)
+    comp = _compartments(rng, lo, tissue, tumour, unit, focal, style)
+    if focal is not None:
+        tumour = np.isin(labels, WITNESS_CODES)
 
     # Collagen fibres: iso-lines of a smooth field (sin of a steep noise) give wavy,
     # locally parallel bands; finer fields jitter them and break them into strands.
@@ -401,19 +572,24 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
     phase *= 60.0
     phase += _tiled_noise(rng, lo, 12.6 * px, int(1024 * px)) * 1.6
     fibre = np.sin(phase)
-    fibre -= 0.3
+    fibre -= 0.3 if style is None else style["fibre_cut"]
     np.clip(fibre, 0.0, 0.7, out=fibre)
     fibre *= np.clip(_tiled_noise(rng, lo, 8 * px, int(1024 * px)) + 0.6, 0.0, 1.0)
     fibre -= 0.2
     stain = _noise(rng, lo, 135 * px)
-    stain *= 0.08
+    stain *= 0.08 if style is None else style["stain_noise"]
     stain += 1.0
-    ce = _BASE_E[comp]
+    base_e, base_h, prob = _BASE_E, _BASE_H, _NUCLEUS_PROB
+    if style is not None:
+        base_h = _BASE_H * np.float32(style["basophilia"])
+        prob = _NUCLEUS_PROB.copy()
+        prob[[_STROMA, _LAMINA]] = np.minimum(prob[[_STROMA, _LAMINA]] * style["stroma_cells"], 1.0)
+    ce = base_e[comp]
     ce *= stain
-    fibre *= 0.45
-    fibre *= (comp == _STROMA) | (comp == _T_STROMA) | (comp == _LAMINA)
+    fibre *= 0.45 if style is None else style["fibre"]
+    fibre *= (comp == _STROMA) | (comp == _T_STROMA) | (comp == _LAMINA) | (comp == _DIFFUSE_STROMA)
     ce += fibre
-    ch = _BASE_H[comp]
+    ch = base_h[comp]
     ch *= stain
     grain = np.tile(rng.standard_normal((256, 256)).astype(np.float32) * 0.04,
                     (int(math.ceil(lo[0] / 256)), int(math.ceil(lo[1] / 256))))[: lo[0], : lo[1]]
@@ -430,7 +606,12 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
     del ce, ch
 
     bank, ranges = _sprite_bank(int(seeds[2].generate_state(1)[0]) % 4)
-    nuclei = _stamp_nuclei(rng, shape, comp, unit, bank, ranges)
+    nuclei = _stamp_nuclei(rng, shape, comp, unit, bank, ranges, prob)
+    if focal is not None:
+        # Lymphocytes of aggregates are packed closer than one nucleus per lattice cell:
+        # two more passes fill the gaps there.
+        for _ in range(2):
+            np.maximum(nuclei, _stamp_nuclei(rng, shape, comp, unit, bank, ranges, _DENSE_PROB), out=nuclei)
     index = np.maximum(ch_up, nuclei).astype(np.uint16)
     index <<= 8
     # Nuclei displace cytoplasm and matrix: less eosin under them.
@@ -443,13 +624,16 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None):
 
     rng_slide = np.random.default_rng(seeds[3])
     lut = _stain_lut(round(float(rng_slide.uniform(0.85, 1.15)), 2), round(float(rng_slide.uniform(0.85, 1.15)), 2))
+    if style is not None:
+        lut = _stain_lut(style["h_scale"], style["e_scale"], style["h_vec"], style["e_vec"])
     rgb = lut.reshape(-1, 3).take(index, axis=0)
     del index
     if pen_mark:
         pen = _pen_mark(rng_slide, shape)
         ink = np.array([[40, 130, 70], [40, 60, 150], [35, 35, 45]], dtype=np.float32)[rng_slide.integers(3)]
         rgb[pen] = (0.25 * rgb[pen] + 0.75 * ink).astype(np.uint8)
-    return rgb, comp > _LUMEN, tumour if tumour is not None else np.zeros(lo, dtype=bool)
+    tumour = tumour if tumour is not None else np.zeros(lo, dtype=bool)
+    return rgb, comp > _LUMEN, tumour, labels
 
 
 def _upsample_u8(field, shape):
@@ -514,7 +698,7 @@ def make_tissue_image(size, seed, tumour_mask=None, *, mpp=RENDER_MPP, pen_mark=
     if not mpp > 0:
         raise ValueError(f"mpp must be positive; got {mpp!r} instead.")
     canvas = _canvas_shape(size, mpp)
-    rgb, tissue, _ = _render_canvas(canvas, seed, tumour_mask, pen_mark)
+    rgb, tissue, _, _ = _render_canvas(canvas, seed, tumour_mask, pen_mark)
     rgb = _resize_rgb(rgb, size)
     tissue = _resize_mask(tissue, size)
     return rgb, tissue

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["PlantedMask", "load_planted_mask", "load_truth", "PN_MODEL", "OTC_MODEL", "OS_MODEL",
+__all__ = ["PlantedMask", "load_planted_mask", "load_confounder_mask", "load_truth", "PN_MODEL", "OTC_MODEL", "OS_MODEL",
            "RECURRENCE_MODEL", "CENSORING", "MASK_DOWNSAMPLE"]
 
 #: Level-0 pixels per planted-mask pixel.
@@ -206,4 +206,53 @@ def load_planted_mask(cohort_dir, slide_id):
     entry = slides[slide_id]
     with Image.open(Path(cohort_dir) / "truth" / entry["mask"]) as img:
         mask = np.asarray(img.convert("L")) > 127
+    return PlantedMask(mask=mask, downsample=float(entry["downsample"]), slide_id=slide_id)
+
+
+def load_confounder_mask(cohort_dir, slide_id, kind=None):
+    """Read where a synthetic slide of the focal regime holds tumour-like confounders.
+
+    Confounders (lymphoid aggregates, reactive glands, mucin pools) are drawn on
+    slides of both classes and are never part of the witness mask of
+    :func:`load_planted_mask`.
+
+    Parameters
+    ----------
+    cohort_dir : str or path-like
+        Folder written by :func:`lnmkit.synth.make_cohort` with ``regime="focal"``.
+    slide_id : str
+        Slide identifier as in ``slides.csv``.
+    kind : str, optional
+        One confounder (``"lymphoid_aggregate"``, ``"reactive_glands"`` or
+        ``"mucin_pool"``); all of them by default.
+
+    Returns
+    -------
+    PlantedMask
+        On the grid of the planted mask; all False where the slide has none.
+
+    Raises
+    ------
+    KeyError
+        If the slide is unknown or the cohort was not made in the focal regime.
+    ValueError
+        If ``kind`` is not a confounder of the cohort.
+    """
+    truth = load_truth(cohort_dir)
+    slides = truth.get("slides", {})
+    where = Path(cohort_dir) / "truth" / "truth.json"
+    if slide_id not in slides:
+        raise KeyError(f"{where}: no slide {slide_id!r}; known slides are "
+                       f"{sorted(slides)[:5]}{'...' if len(slides) > 5 else ''}.")
+    entry = slides[slide_id]
+    if "confounder_mask" not in entry:
+        raise KeyError(f"{where}: slide {slide_id!r} has no confounder mask; confounders are drawn only in "
+                       f"the focal regime (this cohort: regime {truth.get('regime', 'regions')!r}).")
+    codes = truth["focal"]["confounder_codes"]
+    if kind is not None and kind not in codes:
+        raise ValueError(f"load_confounder_mask: kind must be one of {', '.join(map(repr, codes))}; "
+                         f"got {kind!r} instead.")
+    with Image.open(Path(cohort_dir) / "truth" / entry["confounder_mask"]) as img:
+        labels = np.asarray(img.convert("L"))
+    mask = labels > 0 if kind is None else labels == codes[kind]
     return PlantedMask(mask=mask, downsample=float(entry["downsample"]), slide_id=slide_id)
