@@ -1,4 +1,4 @@
-"""The demo job: every stage of lnmkit on a built-in synthetic cohort."""
+"""The demo job: the default pipeline configuration on a built-in synthetic cohort."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lnmkit._io import atomic_path
+from lnmkit._io import atomic_path, atomic_write_text
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -32,6 +32,8 @@ class DemoResult:
         slide scores, indexed by ``patient_id``.
     metrics : dict
         Out-of-fold MIL metrics (``metrics.json``).
+    pipeline : lnmkit.pipeline.PipelineResult
+        Which stages ran or were up to date, with their ``stage.json`` records.
     """
 
     out_dir: Path
@@ -40,6 +42,7 @@ class DemoResult:
     mil_dir: Path
     patient_table: pd.DataFrame
     metrics: dict
+    pipeline: object = None
 
     def summary_lines(self):
         """Human-readable lines describing the results.
@@ -48,15 +51,21 @@ class DemoResult:
         -------
         list of str
         """
+        def number(value):
+            return "n/a" if value is None or value != value else f"{value:.3f}"
+
         lines = [f"patients: {len(self.patient_table)}"]
         for task, values in self.metrics.get("auc", {}).items():
-            if values.get("auc") is not None:
-                lines.append(f"out-of-fold {task.upper()} AUC: {values['auc']:.3f} "
-                             f"(95% CI {values['auc_lower_95']:.3f}-{values['auc_upper_95']:.3f})")
+            if values.get("auc") is None or values["auc"] != values["auc"]:
+                lines.append(f"out-of-fold {task.upper()} AUC: n/a (needs both classes; "
+                             f"{values.get('n', 0)} patients, {values.get('n_pos', 0)} positive)")
+            else:
+                lines.append(f"out-of-fold {task.upper()} AUC: {number(values['auc'])} "
+                             f"(95% CI {number(values.get('auc_lower_95'))}-{number(values.get('auc_upper_95'))})")
         localisation = self.metrics.get("attention_localisation")
         if localisation:
             lines.append(f"attention localisation AUC against planted tumour masks: "
-                         f"{localisation['pooled_auc']:.3f}")
+                         f"{number(localisation.get('pooled_auc'))}")
         lines += [
             f"cohort:        {self.cohort_dir}",
             f"feature bags:  {self.features_dir}",
@@ -66,11 +75,59 @@ class DemoResult:
         return lines
 
 
-def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5):
-    """Run every stage on a synthetic cohort: synth, validate, features, MIL, radiology.
+def _ensure_cohort(cohort_dir, n_patients, seed, slide_size, progress):
+    """Generate the synthetic cohort unless ``cohort_dir`` holds one made with the same parameters."""
+    from lnmkit.synth import load_truth, make_cohort
 
-    Each stage resumes from what an earlier run left in ``out_dir``: the cohort is
-    generated once, finished slides are not extracted again.
+    wanted = {"n_patients": int(n_patients), "seed": int(seed), "slide_size": int(slide_size), "slides": True}
+    if (cohort_dir / "clinical.csv").exists():
+        try:
+            made = load_truth(cohort_dir)["parameters"]
+        except (OSError, KeyError, ValueError):
+            raise FileExistsError(f"{cohort_dir} holds a cohort that lnmkit.synth did not write (no readable "
+                                  "truth/truth.json); choose another --out folder.") from None
+        if all(made.get(k) == v for k, v in wanted.items()):
+            return False
+    make_cohort(cohort_dir, n_patients=n_patients, seed=seed, slide_size=slide_size, overwrite=True,
+                progress=progress)
+    return True
+
+
+def demo_config(out_dir, seed=0, n_splits=5, overrides=None):
+    """The demo's pipeline configuration: the defaults for ``out_dir/cohort``, run into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+    seed : int, default=0
+    n_splits : int, default=5
+    overrides : dict, optional
+        Dotted configuration keys replacing the defaults (``{"dask.cluster": "none"}``).
+
+    Returns
+    -------
+    lnmkit.pipeline.PipelineConfig
+    """
+    import yaml
+
+    from lnmkit.pipeline import default_config_text, load_config
+
+    out_dir = Path(out_dir).resolve()
+    data = yaml.safe_load(default_config_text(out_dir / "cohort", output=out_dir))
+    data["seed"] = int(seed)
+    data["mil"]["n_splits"] = int(n_splits)
+    return load_config(data, overrides=overrides)
+
+
+def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5, *, overrides=None, progress=True):
+    """Make the synthetic cohort and run the default pipeline configuration on it.
+
+    The cohort is regenerated when ``out_dir/cohort`` was made with another
+    ``n_patients``, ``seed`` or ``slide_size``, and kept otherwise. The pipeline
+    then skips every stage whose inputs did not change and resumes an
+    interrupted one (finished slides are not extracted again). The
+    configuration used is written to ``out_dir/demo_config.yaml``: ``lnmkit run``
+    on it repeats the run.
 
     Parameters
     ----------
@@ -84,31 +141,40 @@ def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5):
         Level-0 width in pixels of the 40x synthetic slides.
     n_splits : int, default=5
         Cross-fitting folds of the MIL model, split by patient.
+    overrides : dict, optional
+        Dotted configuration keys replacing the defaults (``{"dask.cluster": "none"}``).
+    progress : bool, default=True
+        Show progress bars.
 
     Returns
     -------
     DemoResult
     """
+    import yaml
+
     from lnmkit.cohort import Cohort
-    from lnmkit.features import extract
-    from lnmkit.mil import run_mil
-    from lnmkit.radiology import NodeFeatures
-    from lnmkit.synth import make_cohort
+    from lnmkit.pipeline import run_pipeline
 
     out_dir = Path(out_dir)
     cohort_dir = out_dir / "cohort"
-    if not (cohort_dir / "clinical.csv").exists():
-        make_cohort(cohort_dir, n_patients=n_patients, seed=seed, slide_size=slide_size)
-    cohort = Cohort.from_dir(cohort_dir)
-    feature_set = extract(cohort, out_dir / "features")
-    mil_dir = out_dir / "mil"
-    run = run_mil(feature_set.root, cohort_dir, mil_dir, n_splits=n_splits, seed=seed)
-    radiology = NodeFeatures("gastric").fit_transform(cohort)
-    slide_scores = run.result.oof[["lnm_score", "otc_score"]].add_prefix("slide_")
+    _ensure_cohort(cohort_dir, n_patients, seed, slide_size, progress)
+    config = demo_config(out_dir, seed=seed, n_splits=n_splits, overrides=overrides)
+    atomic_write_text(out_dir / "demo_config.yaml",
+                      "# The configuration `lnmkit demo` ran; `lnmkit run` on this file repeats it.\n"
+                      + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    pipeline = run_pipeline(config, progress=progress)
+
+    cohort = Cohort.from_dir(cohort_dir, check_files=False)
+    metrics = json.loads(pipeline.output("mil", "metrics").read_text())
+    radiology = pd.read_csv(pipeline.output("radiology", "features"), index_col="patient_id",
+                            dtype={"patient_id": str})
+    oof = pd.read_csv(pipeline.output("mil", "oof_scores"), index_col="patient_id", dtype={"patient_id": str})
+    slide_scores = oof[[c for c in ("lnm_score", "otc_score") if c in oof.columns]].add_prefix("slide_")
     table = cohort.clinical.join(radiology).join(slide_scores)
     with atomic_path(out_dir / "patient_table.csv") as tmp:
         table.to_csv(tmp)
-    with atomic_path(out_dir / "demo_summary.json") as tmp:
-        tmp.write_text(json.dumps({"mil": run.metrics, "n_patients": len(table)}, indent=2))
-    return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, features_dir=Path(feature_set.root),
-                      mil_dir=mil_dir, patient_table=table, metrics=run.metrics)
+    atomic_write_text(out_dir / "demo_summary.json",
+                      json.dumps({"mil": metrics, "n_patients": len(table)}, indent=2))
+    return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, features_dir=pipeline.output("features", "run"),
+                      mil_dir=pipeline.output("mil", "metrics").parent, patient_table=table, metrics=metrics,
+                      pipeline=pipeline)

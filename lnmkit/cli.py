@@ -272,17 +272,107 @@ def tissue(
         raise typer.Exit(code=1)
 
 
+def _config_error(exc, source):
+    """Print a ConfigError one problem per line, each prefixed with the file, and exit 2."""
+    where = exc.source or source
+    for problem in exc.problems:
+        typer.echo(f"error: {where}: {problem}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    config: str = typer.Argument(..., help="Pipeline configuration (YAML; `lnmkit init-config` writes one)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Dask scheduler address (tcp://host:port) for the slide stages; "
+                                                 "overrides the config's dask section."),
+    force: list[str] = typer.Option([], "--force", help="Run this stage even if up to date (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print which stages would run, and why; run nothing."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Run the pipeline: validate, features, MIL, radiology, ... skipping stages that are up to date.
+
+    Every stage writes its outputs and a stage.json under OUTPUT/<stage>/. A bad configuration
+    exits 2 with one line per problem; an invalid cohort exits 1 with its problems.
+    """
+    from lnmkit.cohort import Problem
+    from lnmkit.exceptions import CohortValidationError, ConfigError, LnmkitError
+    from lnmkit.pipeline import load_config, plan_pipeline, run_pipeline
+
+    try:
+        if dry_run:
+            overrides = {"dask.scheduler": scheduler} if scheduler else None
+            plan = plan_pipeline(load_config(config, overrides=overrides))
+            for stage, row in plan.iterrows():
+                typer.echo(f"{stage:<12} {row['action']:<5} {row['reason']}")
+            return
+        result = run_pipeline(config, scheduler=scheduler, force=force, progress=not quiet)
+    except ConfigError as exc:
+        _config_error(exc, config)
+    except CohortValidationError as exc:
+        for problem in exc.problems:
+            if isinstance(problem, Problem) and problem.is_error:
+                typer.echo(str(problem), err=True)
+        typer.echo(f"error: the cohort has errors; fix them (`lnmkit validate`) and run again", err=True)
+        raise typer.Exit(code=1)
+    except (LnmkitError, ValueError, OSError, ImportError) as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(code=1)
+    for stage, row in result.table.iterrows():
+        typer.echo(f"{stage:<12} {row['action']:<8} {row['seconds']:8.1f} s  {row['reason']}")
+    typer.echo(f"outputs: {result.out_dir}")
+
+
+@app.command("init-config")
+def init_config(
+    cohort_dir: str = typer.Argument(..., help="Cohort folder the configuration describes."),
+    out: str = typer.Option("config.yaml", "--out", help="Configuration file to write."),
+    output: str = typer.Option("lnmkit-run", "--output", help="Run folder named in the configuration."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """Write a commented default configuration for a cohort folder (stages its tables allow switched on)."""
+    from lnmkit.exceptions import ConfigError
+    from lnmkit.pipeline import check_config, load_config, write_default_config
+
+    try:
+        path = write_default_config(cohort_dir, out, output=output, overwrite=overwrite)
+    except (FileExistsError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"wrote {path}; edit it, then run `lnmkit run {path}`")
+    try:
+        problems = check_config(load_config(path), check_encoder=False)
+    except ConfigError as exc:
+        problems = exc.problems
+    for problem in problems:
+        typer.echo(f"note: {path}: {problem}", err=True)
+
+
 @app.command()
 def demo(
     out: str = typer.Option("lnmkit-demo", "--out", help="Folder for every output of the demo."),
     n_patients: int = typer.Option(40, "--n-patients", help="Patients in the synthetic cohort."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cohort and of training."),
     slide_size: int = typer.Option(4096, "--slide-size", help="Level-0 width of the 40x synthetic slides."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Dask scheduler address (tcp://host:port) for the slide stages."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Run every stage on a built-in synthetic cohort: synth, validate, features, MIL, radiology."""
+    """Make a synthetic cohort (again when another seed or size is asked) and run the default pipeline on it."""
     from lnmkit._demo import run_demo
+    from lnmkit.exceptions import ConfigError
 
-    result = run_demo(out, n_patients=n_patients, seed=seed, slide_size=slide_size)
+    overrides = {"dask.scheduler": scheduler} if scheduler else None
+    try:
+        result = run_demo(out, n_patients=n_patients, seed=seed, slide_size=slide_size, overrides=overrides,
+                          progress=not quiet)
+    except ConfigError as exc:
+        _config_error(exc, "demo")
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    for stage, row in result.pipeline.table.iterrows():
+        typer.echo(f"{stage:<12} {row['action']:<8} {row['seconds']:8.1f} s")
     for line in result.summary_lines():
         typer.echo(line)
 

@@ -28,6 +28,7 @@ __all__ = [
     "LeakageError",
     "LeakageWarning",
     "VersionWarning",
+    "ConfigError",
     "ExplainError",
     "AdditivityError",
     "ReportPrivacyError",
@@ -198,6 +199,24 @@ class LeakageWarning(UserWarning):
 
 class VersionWarning(UserWarning):
     """A file was written by another lnmkit version than the one reading it."""
+
+
+class ConfigError(LnmkitError, ValueError):
+    """A pipeline configuration is invalid: a wrong type, an unknown key, a missing
+    cohort folder, an encoder without weights or an endpoint the cohort lacks.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per problem, each naming the key (dotted, e.g. ``slides.mpp``) and
+        the value it holds.
+    """
+
+    def __init__(self, problems, source=None):
+        self.problems = list(problems)
+        self.source = None if source is None else str(source)
+        where = f"in {self.source}" if self.source else "in the configuration"
+        super().__init__(_problem_list(where, self.problems, 20))
 
 
 class ExplainError(LnmkitError, ValueError):
