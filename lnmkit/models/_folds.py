@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
 __all__ = ["make_patient_folds", "check_folds", "outcome_strata"]
 
@@ -78,7 +78,10 @@ def make_patient_folds(index, y=None, n_splits=5, groups=None, random_state=0, w
     strata = None if y is None else outcome_strata(y)
     folds = np.full(len(index), -1)
     dummy = np.zeros(len(index))
-    if strata is not None and np.bincount(strata + 1).min() >= 1:
+    if strata is not None and groups is None:
+        # one patient per group: plain stratified folds balance the classes exactly
+        splits = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(dummy, strata)
+    elif strata is not None:
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
         splits = splitter.split(dummy, strata, grp)
     else:

@@ -75,7 +75,8 @@ class _Calibrator:
     def fit(self, p, y):
         p = np.clip(p, 1e-12, 1 - 1e-12)
         if self.method == "sigmoid":
-            lr = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(logit(p)[:, None], y)
+            lr = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000, solver="newton-cholesky").fit(
+                logit(p)[:, None], y)
             self.a, self.b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         else:
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
@@ -325,7 +326,7 @@ class LNMLogisticRegression(_LNMBase):
         sd[sd == 0] = 1.0
         # C=inf is maximum likelihood (scikit-learn >= 1.8 spells "no penalty" this way)
         lr = LogisticRegression(C=np.inf if self.penalty is None else float(self.C), tol=1e-10,
-                                max_iter=self.max_iter, solver="lbfgs")
+                                max_iter=self.max_iter, solver="newton-cholesky")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             lr.fit((Z - mu) / sd, y, sample_weight=_sample_weight(y, self.class_weight))
