@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from sksurv.util import Surv
 
-from lnmkit.evaluation import brier_score, concordance_index, km_by_risk_group, time_dependent_auc
+from lnmkit.evaluation import (brier_score, concordance_index, km_by_risk_group, survival_calibration,
+                               time_dependent_auc)
 from lnmkit.models import CoxPH
 
 DATA = Path(__file__).parent / "data"
@@ -143,6 +144,17 @@ def test_time_dependent_auc_and_brier_against_riskRegression(fits, ref):
         np.testing.assert_allclose(a, ref[("gbsg2", "auc", f"time={t:g}")], atol=1e-3)
         np.testing.assert_allclose(b, ref[("gbsg2", "brier", f"time={t:g}")], atol=1e-3)
         np.testing.assert_allclose(b0, ref[("gbsg2", "brier_null", f"time={t:g}")], atol=1e-3)
+
+
+def test_survival_calibration_against_R(fits, ref):
+    """Austin et al. (2020) in R: coxph on log(-log S(t)) and on Hmisc::rcspline.eval of it (3 knots)."""
+    cox, X, y = fits["gbsg2"]
+    s5 = cox.predict_survival_function(X, [1825.0])[1825.0]
+    res = survival_calibration(y, s5, 1825.0)
+    np.testing.assert_allclose(res.slope, ref[("gbsg2", "calibration", "slope")], rtol=1e-5)
+    for key in ("ici", "e50", "e90"):
+        # 1e-4: the survival inputs agree with R's to about 1e-6
+        np.testing.assert_allclose(getattr(res, key), ref[("gbsg2", "calibration", key)], atol=1e-4)
 
 
 def test_logrank_against_R_survdiff(ref):

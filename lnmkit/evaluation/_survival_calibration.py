@@ -161,7 +161,7 @@ def survival_calibration(y, survival_at_horizon, horizon, n_groups=10):
     >>> bool(0.8 < res.slope < 1.2)
     True
     """
-    from lifelines import CoxPHFitter
+    from lnmkit.models import CoxPH
 
     where = "survival_calibration"
     event, time = check_survival_target(y, where)
@@ -178,15 +178,12 @@ def survival_calibration(y, survival_at_horizon, horizon, n_groups=10):
         raise ModelInputError(f"{where}: {len(time)} patients are too few for {k} groups; lower n_groups.")
     pred = 1 - s
     cll = np.log(-np.log(s))
-    frame = pd.DataFrame({"time": time, "event": event.astype(int), "cll": cll})
-    slope_fit = CoxPHFitter().fit(frame, "time", "event")
-    slope = float(slope_fit.params_["cll"])
+    yy = np.empty(len(time), dtype=[("event", bool), ("time", float)])
+    yy["event"], yy["time"] = event, time
+    slope = float(CoxPH().fit(pd.DataFrame({"cll": cll}), yy).coef_["cll"])
     knots = np.quantile(cll, [0.1, 0.5, 0.9])
-    basis = rcs_basis(cll, knots)
-    spline = pd.DataFrame(basis, columns=[f"s{i}" for i in range(basis.shape[1])])
-    spline["time"], spline["event"] = time, event.astype(int)
-    fit = CoxPHFitter().fit(spline, "time", "event")
-    observed = 1 - fit.predict_survival_function(spline.drop(columns=["time", "event"]), times=[h]).to_numpy()[0]
+    basis = pd.DataFrame(rcs_basis(cll, knots), columns=["cll", "cll'"])
+    observed = 1 - CoxPH().fit(basis, yy).predict_survival_function(basis, [h]).to_numpy()[:, 0]
     err = np.abs(pred - observed)
     order = np.argsort(pred)
     smooth = pd.DataFrame({"predicted": pred[order], "observed": observed[order]})

@@ -40,7 +40,7 @@ def _risk_vector(risk, n, where, name="risk"):
         raise ModelInputError(f"{where}: {name} has {r.shape[0]} values but y has {n}.")
     if not np.isfinite(r).all():
         i = int(np.flatnonzero(~np.isfinite(r))[0])
-        raise ModelInputError(f"{where}: {name} must be finite; got {r[i]!r} at row {i}.")
+        raise ModelInputError(f"{where}: {name} must be finite; got {float(r[i])!r} at row {i}.")
     return r
 
 

@@ -137,14 +137,22 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
         constant = [c for c in terms if np.ptp(design[c].to_numpy()) == 0]
         if constant:
             raise ModelInputError(f"{where}: column(s) {constant} are constant in the training data; drop them.")
+        if penalizer == 0:
+            _check_collinear(design, where)
         frame = design.reset_index(drop=True)
         frame[_T], frame[_E] = time, event.astype(int)
         fitter = CoxPHFitter(penalizer=penalizer, l1_ratio=l1_ratio, alpha=1 - level)
-        with warnings.catch_warnings():
-            # lifelines warns with its own classes; convergence problems surface as a ConvergenceWarning
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            fitter.fit(frame, duration_col=_T, event_col=_E, show_progress=False,
-                       fit_options={"precision": tol, "max_steps": 200})
+        from lifelines.exceptions import ConvergenceError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)
+                fitter.fit(frame, duration_col=_T, event_col=_E, show_progress=False,
+                           fit_options={"precision": tol, "max_steps": 200})
+        except ConvergenceError as err:
+            raise ModelInputError(f"{where}: the partial-likelihood fit did not converge ({str(err)[:120]}...). "
+                                  f"Usual causes: a column that separates events perfectly, or nearly collinear "
+                                  f"columns; set penalizer > 0 (e.g. 0.1) or drop columns.") from err
         self.coef_ = fitter.params_.reindex(terms).rename("coef")
         self.coef_.index.name = "term"
         self.var_ = fitter.variance_matrix_.reindex(index=terms, columns=terms)
@@ -208,6 +216,25 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
             return (f"<CoxPH: {len(self._train[1])} patients, {self.n_events_} events, "
                     f"{len(self.coef_)} terms>")
         return super().__repr__(N_CHAR_MAX)
+
+
+def _check_collinear(design, where):
+    """Raise naming the columns that are linear combinations of earlier ones (a singular fit)."""
+    x = design.to_numpy(dtype=float)
+    x = x - x.mean(axis=0)
+    scale = np.abs(x).max(axis=0)
+    x = x / np.where(scale > 0, scale, 1)
+    if np.linalg.matrix_rank(x) == x.shape[1]:
+        return
+    redundant, kept = [], []
+    for j, name in enumerate(design.columns):
+        trial = x[:, kept + [j]]
+        if np.linalg.matrix_rank(trial) == len(kept) + 1:
+            kept.append(j)
+        else:
+            redundant.append(name)
+    raise ModelInputError(f"{where}: column(s) {redundant} are linear combinations of other columns (a Cox "
+                          f"model cannot separate their effects); drop them, or set penalizer > 0.")
 
 
 def _g_of_time(time, event, transform):

@@ -75,7 +75,7 @@ def check_survival_target(y, where, min_events=1, index=None):
         bad = np.flatnonzero(~np.isin(ev, (0.0, 1.0)))
         if bad.size:
             raise ModelInputError(f"{where}: the event field {ev_name!r} of y must be 0/1 or bool; got "
-                                  f"{event_raw[bad[0]]!r} for {_patient(index, bad[0])}.")
+                                  f"{np.asarray(event_raw)[bad[0]].tolist()!r} for {_patient(index, bad[0])}.")
         event = ev.astype(bool)
     bad = np.flatnonzero(~np.isfinite(time) | (time <= 0))
     if bad.size:
@@ -116,7 +116,7 @@ def check_times(times, upper, where, lower=0.0):
     if t.ndim != 1 or t.size == 0:
         raise ModelInputError(f"{where}: times must be a non-empty 1-D sequence of numbers; got shape {t.shape}.")
     if not np.isfinite(t).all():
-        raise ModelInputError(f"{where}: times must be finite; got {t[~np.isfinite(t)][0]!r}.")
+        raise ModelInputError(f"{where}: times must be finite; got {float(t[~np.isfinite(t)][0])!r}.")
     out = (t < lower) | (t > upper)
     if out.any():
         raise ModelInputError(f"{where}: times must lie within the follow-up [{lower:g}, {upper:g}] of the "

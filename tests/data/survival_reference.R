@@ -64,6 +64,7 @@ times <- c(365, 730, 1095, 1460, 1825)
 # Breslow-type baseline (ctype = 1): the estimate lifelines and lnmkit use
 sf <- survfit(fit, newdata = g, ctype = 1, stype = 2)
 surv <- t(summary(sf, times = times, extend = TRUE)$surv)
+surv_all <- surv
 for (i in 1:10) for (j in seq_along(times)) put("gbsg2", "survival", sprintf("row=%d;time=%g", i - 1, times[j]), surv[i, j])
 risk <- 1 - surv
 sc <- Score(list(cox = risk), formula = Surv(time, event) ~ 1, data = g, times = times,
@@ -75,6 +76,20 @@ br <- as.data.frame(sc$Brier$score)
 for (j in seq_len(nrow(br))) {
   put("gbsg2", if (br$model[j] == "cox") "brier" else "brier_null", sprintf("time=%g", br$times[j]), br$Brier[j])
 }
+# calibration at 5 years (Austin, Harrell & van Klaveren 2020): slope on log(-log S(t)),
+# smooth observed risk from a Cox model on a 3-knot restricted cubic spline of it
+s5 <- surv_all[, 5]
+cll <- log(-log(s5))
+put("gbsg2", "calibration", "slope", coef(coxph(Surv(time, event) ~ cll, data = g)))
+basis <- Hmisc::rcspline.eval(cll, knots = quantile(cll, c(0.1, 0.5, 0.9)), inclx = TRUE)
+g$b1 <- basis[, 1]
+g$b2 <- basis[, 2]
+cf <- coxph(Surv(time, event) ~ b1 + b2, data = g)
+obs <- 1 - summary(survfit(cf, newdata = g, ctype = 1, stype = 2), times = 1825)$surv[1, ]
+err <- abs((1 - s5) - obs)
+put("gbsg2", "calibration", "ici", mean(err))
+put("gbsg2", "calibration", "e50", median(err))
+put("gbsg2", "calibration", "e90", quantile(err, 0.9, type = 7))
 # log-rank test across tumour grades
 lr <- survdiff(Surv(time, event) ~ tgrade, data = g)
 put("gbsg2", "logrank", "chisq", lr$chisq)
