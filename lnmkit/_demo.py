@@ -116,6 +116,8 @@ def demo_config(out_dir, seed=0, n_splits=5, overrides=None):
     data = yaml.safe_load(default_config_text(out_dir / "cohort", output=out_dir))
     data["seed"] = int(seed)
     data["mil"]["n_splits"] = int(n_splits)
+    # The planted tumour, written as QuPath GeoJSON, plays the pathologist's annotations.
+    data["mil"]["annotations"] = str(out_dir / "cohort" / "truth" / "annotations")
     return load_config(data, overrides=overrides)
 
 
@@ -157,7 +159,11 @@ def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5, *, ove
 
     out_dir = Path(out_dir)
     cohort_dir = out_dir / "cohort"
-    _ensure_cohort(cohort_dir, n_patients, seed, slide_size, progress)
+    if _ensure_cohort(cohort_dir, n_patients, seed, slide_size, progress) or not (
+            cohort_dir / "truth" / "annotations").is_dir():
+        from lnmkit.synth import write_planted_annotations
+
+        write_planted_annotations(cohort_dir, cohort_dir / "truth" / "annotations")
     config = demo_config(out_dir, seed=seed, n_splits=n_splits, overrides=overrides)
     atomic_write_text(out_dir / "demo_config.yaml",
                       "# The configuration `lnmkit demo` ran; `lnmkit run` on this file repeats it.\n"

@@ -65,6 +65,11 @@ def synth(
     typer.echo(f"wrote {n_patients} patients and {len(kinds)} slides to {root} "
                f"({kinds.count('pn_positive')} slides with planted tumour, {kinds.count('otc')} with "
                f"occult foci only; ground truth in {root / 'truth'})")
+    if not no_slides:
+        from lnmkit.synth import write_planted_annotations
+
+        folder = write_planted_annotations(root, root / "truth" / "annotations")
+        typer.echo(f"planted tumour as QuPath GeoJSON annotations (lnmkit mil --annotations): {folder}")
 
 
 @app.command()
@@ -136,20 +141,38 @@ def mil(
     averaging_epochs: Optional[float] = typer.Option(None, "--averaging-epochs",
                                                      show_default="MILClassifier's",
                                                      help="Weight averaging window in epochs; 0 turns it off."),
+    annotations: Optional[str] = typer.Option(
+        None, "--annotations",
+        help="Folder of tumour annotations, one per slide: <slide_id>.geojson (QuPath / GeoJSON polygons in "
+             "level-0 pixels) or a mask <slide_id>.png/.tif; adds attention localisation to metrics.json."),
+    annotation_classes: Optional[str] = typer.Option(
+        None, "--annotation-classes",
+        help="Comma-separated QuPath classes to keep (e.g. Tumor); default every annotated area."),
+    mask_downsample: Optional[float] = typer.Option(
+        None, "--mask-downsample", help="Level-0 pixels per mask pixel of mask-image annotations."),
+    annotation_threshold: float = typer.Option(
+        0.5, "--annotation-threshold", help="Annotated fraction from which a tile counts as tumour."),
 ):
     """Cross-fit attention MIL: out-of-fold scores, per-tile attention, metrics, fold models.
 
     Needs the feature bags and the cohort tables only; the slide files need not be present.
+    Patients with a bag but no outcomes.csv row are left out (with a warning). The output
+    folder is read back by lnmkit.mil.CrossFitResult.load(OUT) to score new patients.
     """
     from lnmkit.exceptions import LnmkitError
     from lnmkit.mil import run_mil
 
+    classes = None
+    if annotation_classes:
+        classes = [c.strip() for c in annotation_classes.split(",") if c.strip()]
     try:
         run = run_mil(features_dir, cohort, out, arch=arch, n_splits=n_splits, seed=seed,
                       tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                       estimator_params={k: v for k, v in [("max_epochs", max_epochs), ("max_tiles", max_tiles),
                                                           ("averaging_epochs", averaging_epochs)]
-                                        if v is not None})
+                                        if v is not None},
+                      annotations=annotations, annotation_classes=classes, mask_downsample=mask_downsample,
+                      annotation_threshold=annotation_threshold)
     except (LnmkitError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)
@@ -161,8 +184,11 @@ def validate(
     cohort_dir: str = typer.Argument(..., help="Cohort folder: clinical.csv and optionally outcomes.csv, "
                                      "radiology_nodes.csv, slides.csv, radiology_images.csv."),
     check_files: bool = typer.Option(True, "--check-files/--no-check-files",
-                                     help="Require the slide and image files named in the tables to exist "
-                                          "(--no-check-files: check the tables only, e.g. without the slides)."),
+                                     help="Check the slide and image files named in the tables: they must exist, "
+                                          "and every slide is opened (header, levels, mpp, one small read per "
+                                          "level, in parallel) so that empty, truncated, renamed or damaged files "
+                                          "are reported here (--no-check-files: the tables only, e.g. without "
+                                          "the slides)."),
 ):
     """Check a cohort folder against lnmkit's data schemas and print every problem, one per line.
 
@@ -170,24 +196,27 @@ def validate(
     """
     import warnings
 
-    from lnmkit.cohort import Cohort
+    from lnmkit.cohort import Cohort, validate_cohort
     from lnmkit.exceptions import CohortValidationError, CohortValidationWarning, DataSchemaError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CohortValidationWarning)
-            cohort = Cohort.from_dir(cohort_dir, check_files=check_files)
-    except CohortValidationError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem))
-        errors = sum(p.is_error for p in exc.problems)
-        typer.echo(f"invalid: {errors} error(s), {len(exc.problems) - errors} warning(s) in {cohort_dir}")
-        raise typer.Exit(code=1)
+        problems = validate_cohort(cohort_dir, check_files=check_files)
+        errors = sum(p.is_error for p in problems)
+        cohort = None
+        if not errors:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CohortValidationWarning)
+                cohort = Cohort.from_dir(cohort_dir, check_files=False)
+    except CohortValidationError as exc:  # the files changed between the two reads
+        problems, errors, cohort = exc.problems, sum(p.is_error for p in exc.problems), None
     except DataSchemaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)
-    for problem in cohort.problems:
+    for problem in problems:
         typer.echo(str(problem))
+    if cohort is None:
+        typer.echo(f"invalid: {errors} error(s), {len(problems) - errors} warning(s) in {cohort_dir}")
+        raise typer.Exit(code=1)
     typer.echo(f"valid: {repr(cohort)[len('<Cohort: '):-1]}")
 
 

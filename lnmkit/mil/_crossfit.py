@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
-from lnmkit.exceptions import MILInputError
+from lnmkit.exceptions import MILInputError, MILInputWarning
 from lnmkit._io import atomic_path, atomic_write_text
 from lnmkit.mil._data import as_patient_bags, load_bags
 from lnmkit.mil._estimator import MILClassifier
@@ -198,10 +199,12 @@ class CrossFitResult:
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
-        """Write the result into folder ``path``.
+        """Write the result into folder ``path`` (the layout ``lnmkit mil`` writes).
 
-        Layout: ``oof_scores.csv``, ``attention.csv.gz`` (tile table),
-        ``outcomes.csv``, ``crossfit.json`` and ``models/fold_<k>/`` (safetensors + JSON).
+        Layout: ``oof_scores.csv``, ``attention/<slide_id>.csv`` (the tile table of
+        each slide, in its tile order; columns x, y, attention, attention_pct,
+        contribution_<task>, patient_id, fold), ``outcomes.csv``, ``crossfit.json``
+        and ``models/fold_<k>/`` (safetensors + JSON).
 
         Returns
         -------
@@ -211,27 +214,63 @@ class CrossFitResult:
         path.mkdir(parents=True, exist_ok=True)
         with atomic_path(path / "oof_scores.csv") as tmp:
             self.oof.to_csv(tmp)
-        with atomic_path(path / "attention.csv.gz", suffix=".csv.gz") as tmp:
-            self.attention.to_csv(tmp, index=False, compression="gzip")
+        first = ["x", "y", "attention", "attention_pct"]
+        slides = []
+        for sid, tab in self.attention.groupby("slide_id", sort=False):
+            slides.append(str(sid))
+            columns = first + [c for c in tab.columns if c not in first and c != "slide_id"]
+            with atomic_path(path / "attention" / f"{sid}.csv") as tmp:
+                tab[columns].to_csv(tmp, index=False, float_format="%.8g")
         with atomic_path(path / "outcomes.csv") as tmp:
             self.outcomes.to_csv(tmp)
         for k, m in enumerate(self.models):
             m.save(path / "models" / f"fold_{k}")
         atomic_write_text(path / "crossfit.json", json.dumps(
-            {"format": "lnmkit.mil.CrossFitResult", "n_models": len(self.models), "params": self.params},
-            indent=2))
+            {"format": "lnmkit.mil.CrossFitResult", "format_version": 2, "n_models": len(self.models),
+             "slides": slides, "params": self.params}, indent=2))
         return path
 
     @classmethod
     def load(cls, path):
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save` or by ``lnmkit mil`` / :func:`run_mil`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder.
+
+        Returns
+        -------
+        CrossFitResult
+            With its fold models: ``CrossFitResult.load(out).predict(bags)`` scores new patients.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the folder holds no ``crossfit.json`` or misses one of its files.
+        """
         path = Path(path)
         meta_path = path / "crossfit.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"CrossFitResult.load: {meta_path} not found; point to a folder written by save().")
+            raise FileNotFoundError(f"CrossFitResult.load: {meta_path} not found; point to a folder written by "
+                                    "CrossFitResult.save() or lnmkit mil --out.")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != "lnmkit.mil.CrossFitResult":
+            raise ValueError(f"CrossFitResult.load: {meta_path} has format {meta.get('format')!r}; expected "
+                             "'lnmkit.mil.CrossFitResult'.")
         oof = pd.read_csv(path / "oof_scores.csv", dtype={"patient_id": str}).set_index("patient_id")
-        att = pd.read_csv(path / "attention.csv.gz", dtype={"patient_id": str, "slide_id": str})
+        tables = []
+        for sid in meta.get("slides", []):
+            file = path / "attention" / f"{sid}.csv"
+            if not file.is_file():
+                raise FileNotFoundError(f"CrossFitResult.load: {file} not found; {meta_path} lists slide {sid!r}.")
+            tab = pd.read_csv(file, dtype={"patient_id": str})
+            tab.insert(1, "slide_id", str(sid))
+            tables.append(tab)
+        att = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+            columns=["patient_id", "slide_id", "x", "y", "attention", "attention_pct", "fold"])
+        lead = ["patient_id", "slide_id", "x", "y"]
+        att = att[lead + [c for c in att.columns if c not in lead]]
         outcomes = pd.read_csv(path / "outcomes.csv", dtype={"patient_id": str}).set_index("patient_id")
         models = [MILClassifier.load(path / "models" / f"fold_{k}") for k in range(meta["n_models"])]
         return cls(oof, att, models, outcomes, meta.get("params", {}))
@@ -264,8 +303,10 @@ def cross_fit(
     outcomes : pandas.DataFrame or lnmkit.Cohort
         Indexed by patient_id with ``pn_status`` (and ``otc``, survival columns as
         needed by the estimator's tasks). Patients without a bag are ignored;
-        patients with unknown ``pn_status`` are scored out of fold but contribute
-        no LNM loss.
+        patients with a bag but no outcome row are left out with a
+        :class:`~lnmkit.exceptions.MILInputWarning` naming them (``run_mil`` does the
+        same); patients with a row but unknown ``pn_status`` are scored out of
+        fold but contribute no LNM loss.
     n_splits : int, default=5
     groups : pandas.Series or mapping, optional
         Group of each patient (e.g. centre); defaults to the patient itself.
@@ -305,10 +346,18 @@ def cross_fit(
     outcomes = outcomes.copy()
     outcomes.index = outcomes.index.astype(str)
     missing = [p for p in bags if p not in outcomes.index]
-    if missing:
+    if len(missing) == len(bags):
         raise MILInputError(
-            f"cross_fit: {len(missing)} patient(s) with a bag have no outcome row, e.g. {missing[:5]}."
+            f"cross_fit: none of the {len(bags)} patient(s) with a bag has an outcome row, e.g. {missing[:5]}; "
+            "outcomes must be indexed by the bags' patient_id."
         )
+    if missing:
+        # One rule for cross_fit and run_mil: no outcome row, no training or evaluation.
+        warnings.warn(MILInputWarning(
+            f"cross_fit: left out {len(missing)} patient(s) with a bag but no outcome row: "
+            + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            + "; give them a row (empty pn_status = unknown) to have them scored out of fold."), stacklevel=2)
+        bags = {p: b for p, b in bags.items() if p in outcomes.index}
     pids = list(bags)
     labels = lnm_labels(outcomes.loc[pids], "cross_fit")
     if groups is None:

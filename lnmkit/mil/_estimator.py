@@ -348,19 +348,37 @@ class MILClassifier(BaseEstimator):
         return ((features - self.feature_mean_) / self.feature_std_).astype(np.float32)
 
     def _inner_split(self, lnm, rng):
+        """Training / early-stopping split, stratified by pN among the patients whose pN is known.
+
+        Patients with unknown pN carry no LNM loss, so they always train and never
+        decide when to stop; they do not form a stratum of their own (one of them
+        in a fold would otherwise make the split impossible).
+        """
+        import warnings
+
+        from lnmkit.exceptions import MILInputWarning
+
         n = len(lnm)
         idx = np.arange(n)
         if self.val_fraction == 0:
             return idx, idx[:0]
-        strata = np.where(np.isnan(lnm), -1, lnm).astype(int)
-        n_val = int(round(self.val_fraction * n))
-        counts = np.bincount(strata + 1)
+        known = idx[~np.isnan(lnm)]
+        strata = lnm[known].astype(int)
+        n_val = int(round(self.val_fraction * len(known)))
+        counts = np.bincount(strata, minlength=2)
+        n_classes = int((counts > 0).sum())
         # A stratified split needs >= 2 patients per class and >= 1 per class on each side.
-        if n_val < 2 or n - n_val < 2 or counts[counts > 0].min() < 2 or n_val < (counts > 0).sum():
+        if n_classes < 2 or counts.min() < 2 or n_val < n_classes or len(known) - n_val < n_classes:
+            warnings.warn(MILInputWarning(
+                f"MILClassifier.fit: early stopping is off (training runs max_epochs={self.max_epochs}): a "
+                f"validation split of val_fraction={self.val_fraction:g} stratified by pN needs at least 2 "
+                f"patients of each class and one of each on both sides; the training patients with known pN "
+                f"are {int(counts[0])} pN0 and {int(counts[1])} pN+."), stacklevel=3)
             return idx, idx[:0]
         sss = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=int(rng.integers(2**31)))
-        tr, va = next(sss.split(idx, strata))
-        return np.sort(tr), np.sort(va)
+        _, va = next(sss.split(known, strata))
+        val = known[va]
+        return np.setdiff1d(idx, val), np.sort(val)
 
     def _class_weights(self, targets, train_idx, tasks):
         n = len(targets["lnm"])

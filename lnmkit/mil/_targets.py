@@ -11,24 +11,45 @@ __all__ = ["encode_targets", "lnm_labels", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = {"lnm": "lnm_score", "otc": "otc_score", "survival": "risk_score"}
 
-_PN = {"pn0": 0.0, "pn+": 1.0, "0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "0.0": 0.0, "1.0": 1.0}
+_PN_CODE = {"pN0": 0.0, "pN+": 1.0}
 
 
-def _binary(series, column, allowed_text, where):
-    out = np.full(len(series), np.nan)
-    for i, (pid, v) in enumerate(series.items()):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip()):
-            continue
-        if pd.isna(v):
-            continue
-        key = str(v).strip().lower()
-        if key not in _PN:
-            raise MILInputError(
-                f"{where}: column {column!r} must be {allowed_text} (empty = unknown); "
-                f"got {v!r} for patient_id {pid!r}."
-            )
-        out[i] = _PN[key]
-    return out
+def _checked(y, columns, where):
+    """Parsed values of ``columns`` of ``y``, checked by the outcomes schema (the cohort engine).
+
+    The same checks as ``outcomes.csv`` gets from ``lnmkit validate``: a
+    DataFrame passed to the MIL is judged exactly as the file would be. Rows are
+    numbered as a spreadsheet of the table shows them (header = row 1).
+    """
+    from lnmkit.cohort._schemas import load_schemas
+    from lnmkit.cohort._validate import validate_frame
+
+    schema = load_schemas()["outcomes"]
+    cols = [c for c in dict.fromkeys(columns) if c in y.columns and c in schema.columns and c != "patient_id"]
+    frame = y[cols].copy()
+    frame.insert(0, "patient_id", [str(i) for i in y.index])
+    table, problems = validate_frame(schema, frame.reset_index(drop=True), source="outcomes", check_files=False)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        lines = []
+        for p in errors[:10]:
+            pid = frame["patient_id"].iat[p.row - 2] if p.row is not None and p.row >= 2 else None
+            lines.append(f"{p}" + (f" (patient_id {pid!r})" if pid is not None else ""))
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise MILInputError(f"{where}: {len(errors)} problem(s) in the outcomes:\n  - " + "\n  - ".join(lines)
+                            + more)
+    return {c: table.columns.values[c] for c in cols}
+
+
+def _unchecked_binary(series, column, where):
+    """0/1 of a column no schema describes (an endpoint beyond os/rfs), NaN when empty."""
+    values = pd.to_numeric(series, errors="coerce").to_numpy(float)
+    bad = (series.notna().to_numpy() & np.isnan(values)) | (np.isfinite(values) & ~np.isin(values, (0.0, 1.0)))
+    if bad.any():
+        pid = series.index[np.argmax(bad)]
+        raise MILInputError(f"{where}: column {column!r} must be 0 or 1 (empty = unknown); got "
+                            f"{series.loc[pid]!r} for patient_id {pid!r}.")
+    return values
 
 
 def lnm_labels(y, where="lnm_labels"):
@@ -37,20 +58,29 @@ def lnm_labels(y, where="lnm_labels"):
     Parameters
     ----------
     y : pandas.DataFrame
-        Indexed by patient_id with a ``pn_status`` column (pN0/pN+ or 0/1).
+        Indexed by patient_id with a ``pn_status`` column coded as in
+        ``outcomes.csv`` (``pN0`` / ``pN+``, empty = unknown).
     where : str
         Caller name for error messages.
 
     Returns
     -------
     pandas.Series of float, indexed like ``y``
+
+    Raises
+    ------
+    lnmkit.exceptions.MILInputError
+        If the column is missing or a value breaks the outcomes schema (row,
+        value and patient_id named).
     """
     if "pn_status" not in y.columns:
         raise MILInputError(
             f"{where}: the outcomes table needs a 'pn_status' column (pN0/pN+); "
             f"columns are {list(y.columns)}."
         )
-    return pd.Series(_binary(y["pn_status"], "pn_status", "'pN0' or 'pN+' (or 0/1)", where), index=y.index)
+    values = _checked(y, ["pn_status"], where)["pn_status"]
+    return pd.Series([_PN_CODE.get(v, np.nan) if isinstance(v, str) else np.nan for v in values],
+                     index=y.index, dtype=float)
 
 
 def encode_targets(y, patient_ids, tasks, survival_endpoint="os", where="MILClassifier.fit"):
@@ -87,21 +117,33 @@ def encode_targets(y, patient_ids, tasks, survival_endpoint="os", where="MILClas
             "drop those bags or add their outcomes."
         )
     y = y.loc[list(patient_ids)]
-    out = {"lnm": lnm_labels(y, where).to_numpy(float)}
+    if "pn_status" not in y.columns:
+        raise MILInputError(
+            f"{where}: the outcomes table needs a 'pn_status' column (pN0/pN+); "
+            f"columns are {list(y.columns)}."
+        )
+    tcol, ecol = f"{survival_endpoint}_months", f"{survival_endpoint}_event"
+    wanted = ["pn_status"] + (["otc"] if "otc" in tasks else []) + ([tcol, ecol] if "survival" in tasks else [])
+    values = _checked(y, wanted, where)
+    out = {"lnm": np.array([_PN_CODE.get(v, np.nan) if isinstance(v, str) else np.nan
+                            for v in values["pn_status"]], dtype=float)}
     if "otc" in tasks:
         if "otc" not in y.columns:
             raise MILInputError(f"{where}: task 'otc' needs an 'otc' column (0/1, empty = unknown) in y.")
-        out["otc"] = _binary(y["otc"], "otc", "0 or 1", where)
+        out["otc"] = values["otc"].to_numpy(dtype=float, na_value=np.nan)
     if "survival" in tasks:
-        tcol, ecol = f"{survival_endpoint}_months", f"{survival_endpoint}_event"
         for c in (tcol, ecol):
             if c not in y.columns:
                 raise MILInputError(f"{where}: task 'survival' needs column {c!r} in y.")
-        time = pd.to_numeric(y[tcol], errors="coerce").to_numpy(float)
-        bad = np.isfinite(time) & (time <= 0)
-        if bad.any():
-            pid = y.index[np.argmax(bad)]
-            raise MILInputError(f"{where}: column {tcol!r} must be > 0; got {y.loc[pid, tcol]!r} for {pid!r}.")
-        out["time"] = time
-        out["event"] = _binary(y[ecol], ecol, "0 or 1", where)
+        if tcol in values:  # os / rfs: checked by the outcomes schema
+            out["time"] = values[tcol].to_numpy(dtype=float, na_value=np.nan)
+            out["event"] = values[ecol].to_numpy(dtype=float, na_value=np.nan)
+        else:
+            time = pd.to_numeric(y[tcol], errors="coerce").to_numpy(float)
+            bad = np.isfinite(time) & (time <= 0)
+            if bad.any():
+                pid = y.index[np.argmax(bad)]
+                raise MILInputError(f"{where}: column {tcol!r} must be > 0; got {y.loc[pid, tcol]!r} for {pid!r}.")
+            out["time"] = time
+            out["event"] = _unchecked_binary(y[ecol], ecol, where)
     return out

@@ -61,6 +61,8 @@ class MILConfig(_Section):
     max_epochs: Optional[int] = Field(None, ge=1)
     max_tiles: Optional[int] = Field(None, ge=1)
     averaging_epochs: Optional[float] = Field(None, ge=0)
+    annotations: Optional[Path] = None
+    annotation_classes: Optional[list[str]] = None
 
     @field_validator("tasks")
     @classmethod
@@ -223,13 +225,17 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     if isinstance(slides, dict) and isinstance(slides.get("weights"), str):
         weights = Path(slides["weights"]).expanduser()
         data["slides"] = {**slides, "weights": str(weights if weights.is_absolute() else base / weights)}
+    mil = data.get("mil")
+    if isinstance(mil, dict) and isinstance(mil.get("annotations"), str):
+        folder = Path(mil["annotations"]).expanduser()
+        data["mil"] = {**mil, "annotations": str(folder if folder.is_absolute() else base / folder)}
     return data
 
 
 def load_config(source, *, overrides=None) -> PipelineConfig:
     """Read and validate a pipeline configuration.
 
-    Relative paths (``cohort``, ``output``, ``slides.weights``) are taken relative
+    Relative paths (``cohort``, ``output``, ``slides.weights``, ``mil.annotations``) are taken relative
     to the YAML file's folder.
 
     Parameters

@@ -173,7 +173,7 @@ def _run_mil(ctx: StageContext) -> StageResult:
                                 ("averaging_epochs", mil.averaging_epochs)) if v is not None}
     run = run_mil(ctx.output("features", "run"), ctx.config.cohort, ctx.stage_dir, arch=mil.arch,
                   n_splits=mil.n_splits, seed=ctx.config.seed, tasks=tuple(mil.tasks), estimator_params=params,
-                  progress=ctx.progress)
+                  progress=ctx.progress, annotations=mil.annotations, annotation_classes=mil.annotation_classes)
     summary = {"auc": {t: v.get("auc") for t, v in run.metrics.get("auc", {}).items()},
                "n_patients": run.metrics.get("n_patients")}
     return StageResult({"oof_scores": ctx.stage_dir / "oof_scores.csv", "metrics": ctx.stage_dir / "metrics.json",

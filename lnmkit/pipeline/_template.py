@@ -38,6 +38,8 @@ mil:                    # attention MIL, cross-fitted by patient: out-of-fold sl
   max_epochs: null      # null: MILClassifier's default
   max_tiles: null       # training subsample of tiles per bag and epoch; null: default
   averaging_epochs: null  # weight-averaging window in epochs; 0 turns it off; null: default
+  annotations: null     # folder of tumour annotations (<slide_id>.geojson from QuPath, or masks): localisation AUC
+  annotation_classes: null  # e.g. [Tumor]: keep only these QuPath classes; null: every annotated area
 
 radiology:              # radiology node table (and node images) -> patient-level rad_* features
   enabled: {radiology_enabled}         # needs radiology_nodes.csv

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lnmkit._io import atomic_path
 from lnmkit.exceptions import ImageGeometryError, RadiologyImageError
-from lnmkit.radiology._node_table import canonical_modality, normalize_patient_id
+from lnmkit.radiology._node_table import normalize_patient_id
 
 __all__ = [
     "IMAGE_MODALITIES",
@@ -259,6 +259,10 @@ def load_image_and_mask(image, mask, image_path="<image>", mask_path="<mask>", *
 def read_images_table(images, root=None):
     """Read and check ``radiology_images.csv`` (patient_id, image_path, mask_path, modality).
 
+    The checks are those of ``data_schemas/radiology_images.json``, run by the
+    cohort schema engine (as ``lnmkit validate`` runs them); rows are numbered
+    as a spreadsheet shows them (header = row 1).
+
     Parameters
     ----------
     images : str, path-like or pandas.DataFrame
@@ -270,8 +274,8 @@ def read_images_table(images, root=None):
     Returns
     -------
     pandas.DataFrame
-        Columns patient_id (str), image_path, mask_path (absolute str), modality
-        (canonical), plus any extra columns; default index.
+        Columns patient_id (str), image_path, mask_path (absolute str), modality,
+        plus any extra columns; default index.
 
     Raises
     ------
@@ -279,64 +283,37 @@ def read_images_table(images, root=None):
         Naming the CSV, row, column and value of every problem (missing column,
         empty cell, unknown modality, file not found).
     """
-    source = "radiology_images.csv"
-    lines = None
+    from lnmkit.cohort._read import read_csv_text
+    from lnmkit.cohort._schemas import load_schemas
+    from lnmkit.cohort._validate import _validate_raw, validate_frame
+
+    schema = load_schemas()["radiology_images"]
     if isinstance(images, (str, os.PathLike)):
         source = str(images)
-        root = Path(images).parent if root is None else root
-        images, lines = _read_images_csv(images)
-    elif not isinstance(images, pd.DataFrame):
-        raise TypeError(f"images must be a path to radiology_images.csv or a DataFrame; got {type(images).__name__}")
+        raw, problems = read_csv_text(images)
+        if raw is None or any(p.is_error for p in problems):  # the file itself is unusable
+            raise RadiologyImageError(source, "; ".join(p.message if p.row is None else f"row {p.row}: {p.message}"
+                                                        for p in problems))
+        base = Path(images).parent if root is None else Path(root)
+        table, problems = _validate_raw(schema, raw, base, True, problems)
+        frame = raw.cells.copy()
+    elif isinstance(images, pd.DataFrame):
+        source = str(images.attrs.get("path") or "radiology_images.csv")
+        base = Path(images.attrs.get("root", ".") if root is None else root)
+        frame = images.reset_index(drop=True).copy()
+        table, problems = validate_frame(schema, frame, source=source, root=base)
     else:
-        root = images.attrs.get("root", ".") if root is None else root
-    root = Path(root)
-    missing = [c for c in IMAGE_COLUMNS if c not in images.columns]
-    if missing:
-        raise RadiologyImageError(
-            source, f"required column(s) {missing} missing; columns present: {list(map(str, images.columns))}"
-        )
-    df = images.reset_index(drop=True).copy()
-    problems = []
-    df["patient_id"] = [normalize_patient_id(v) for v in df["patient_id"]]
-    modalities = []
-    for i, row in df.iterrows():
-        where = f"row {i} (line {i + 2 if lines is None else lines[i]})"
-        if row["patient_id"] is None:
-            problems.append(f"{where}: column 'patient_id' is empty")
-        modality = canonical_modality(row["modality"], IMAGE_MODALITIES)
-        if modality is None:
-            problems.append(
-                f"{where}: column 'modality' has unknown value {row['modality']!r}; allowed: {list(IMAGE_MODALITIES)}"
-            )
-        modalities.append(modality)
-        for column in ("image_path", "mask_path"):
-            value = row[column]
-            if not isinstance(value, str) or not value.strip():
-                problems.append(f"{where}: column {column!r} is empty")
-                continue
-            path = Path(value.strip()).expanduser()
-            path = path if path.is_absolute() else root / path
-            if path.is_dir():
-                problems.append(f"{where}: column {column!r} = {value!r}: {path} is a folder, not an image file")
-            elif not path.is_file():
-                problems.append(f"{where}: column {column!r} = {value!r}: file {path} not found")
-            df.at[i, column] = str(path.resolve())
-    df["modality"] = modalities
-    if problems:
-        raise RadiologyImageError(source, f"{len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
-    return df
-
-
-def _read_images_csv(path):
-    """The cells of ``radiology_images.csv`` as text (the reader of every cohort table), and line numbers."""
-    from lnmkit.cohort._read import read_csv_text
-
-    raw, problems = read_csv_text(path)
+        raise TypeError(f"images must be a path to radiology_images.csv or a DataFrame; got {type(images).__name__}")
     errors = [p for p in problems if p.is_error]
-    if raw is None or errors:
-        raise RadiologyImageError(path, "; ".join(p.message if p.row is None else f"row {p.row}: {p.message}"
-                                                  for p in errors))
-    return raw.cells, raw.row_numbers
+    if errors:
+        listed = "\n  - ".join(str(p).removeprefix("error: ").removeprefix(f"{source}, ") for p in errors)
+        raise RadiologyImageError(source, f"{len(errors)} problem(s):\n  - {listed}")
+    df = frame.reset_index(drop=True)
+    df["patient_id"] = [normalize_patient_id(v) for v in table.columns.values["patient_id"]]
+    df["modality"] = [str(v) for v in table.columns.values["modality"]]
+    for column in ("image_path", "mask_path"):
+        df[column] = [str(Path(v).resolve()) for v in table.paths[column]]
+    return df
 
 
 def write_volume(image, path):

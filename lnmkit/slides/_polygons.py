@@ -6,7 +6,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import draw, measure
 
-__all__ = ["mask_to_polygons", "polygons_to_mask", "polygons_to_features", "features_to_polygons"]
+__all__ = ["mask_to_polygons", "polygons_to_mask", "polygons_to_features", "features_to_polygons",
+           "geometry_polygons"]
 
 _TISSUE_CLASS = {"name": "Tissue", "color": [0, 153, 51]}
 
@@ -90,8 +91,12 @@ def mask_to_polygons(mask, downsample, tolerance=0.75):
     return polygons
 
 
-def polygons_to_mask(polygons, shape, downsample):
+def polygons_to_mask(polygons, shape, downsample, origin=(0.0, 0.0)):
     """Rasterise polygons (level-0 pixels) onto a mask grid.
+
+    Each polygon is its exterior minus its holes; the mask is the union of the
+    polygons, so a polygon lying inside another one's hole is kept whatever the
+    order of the list.
 
     Parameters
     ----------
@@ -101,6 +106,8 @@ def polygons_to_mask(polygons, shape, downsample):
         Mask ``(h, w)``.
     downsample : float
         Level-0 pixels per mask pixel.
+    origin : tuple of float, default=(0.0, 0.0)
+        Level-0 ``(x, y)`` of the mask's top-left corner.
 
     Returns
     -------
@@ -108,12 +115,30 @@ def polygons_to_mask(polygons, shape, downsample):
         True where a mask pixel's centre lies inside a polygon and outside its holes.
     """
     mask = np.zeros(shape, dtype=bool)
+    ox, oy = float(origin[0]), float(origin[1])
+
+    def cells(ring):
+        ring = np.asarray(ring, dtype=np.float64)
+        return draw.polygon((ring[:, 1] - oy) / downsample - 0.5, (ring[:, 0] - ox) / downsample - 0.5,
+                            shape=shape)
+
     for rings in polygons:
-        for index, ring in enumerate(rings):
-            ring = np.asarray(ring, dtype=np.float64)
-            rows, cols = draw.polygon(ring[:, 1] / downsample - 0.5, ring[:, 0] / downsample - 0.5,
-                                      shape=shape)
-            mask[rows, cols] = index == 0
+        if not len(rings):
+            continue
+        rows, cols = cells(rings[0])
+        if rows.size == 0:
+            continue
+        if len(rings) == 1:
+            mask[rows, cols] = True
+            continue
+        r0, c0 = rows.min(), cols.min()
+        local = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), dtype=bool)
+        local[rows - r0, cols - c0] = True
+        for hole in rings[1:]:
+            hr, hc = cells(hole)
+            inside = (hr >= r0) & (hr < r0 + local.shape[0]) & (hc >= c0) & (hc < c0 + local.shape[1])
+            local[hr[inside] - r0, hc[inside] - c0] = False
+        mask[r0:r0 + local.shape[0], c0:c0 + local.shape[1]] |= local
     return mask
 
 
@@ -140,6 +165,61 @@ def polygons_to_features(polygons):
     return features
 
 
+def _geojson_ring(ring, where):
+    """A validated ``(n, 2)`` float ring from GeoJSON positions."""
+    if not isinstance(ring, (list, tuple)) or len(ring) < 4:
+        got = len(ring) if isinstance(ring, (list, tuple)) else type(ring).__name__
+        raise ValueError(f"{where}: a ring needs at least 4 positions (a closed triangle); got {got}.")
+    try:
+        arr = np.asarray([p[:2] for p in ring], dtype=np.float64)
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{where}: ring positions must be [x, y] numbers; got e.g. {ring[0]!r}.") from None
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{where}: ring positions must be [x, y] numbers; got e.g. {ring[0]!r}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: ring positions must be finite numbers.")
+    return arr
+
+
+def geometry_polygons(geometry, where="geometry"):
+    """Polygons of one GeoJSON Polygon or MultiPolygon geometry, validated.
+
+    Parameters
+    ----------
+    geometry : dict
+        A GeoJSON geometry object.
+    where : str, default="geometry"
+        Prefix of error messages (file and feature).
+
+    Returns
+    -------
+    list of list of ndarray of shape (n, 2)
+        One entry per polygon: exterior ring then holes.
+
+    Raises
+    ------
+    ValueError
+        If the geometry is not a Polygon or MultiPolygon or its coordinates are
+        malformed (rings of fewer than 4 positions, non-numeric positions).
+    """
+    if not isinstance(geometry, dict):
+        raise ValueError(f"{where}: geometry must be a GeoJSON object; got {type(geometry).__name__}.")
+    kind = geometry.get("type")
+    coordinates = geometry.get("coordinates")
+    if kind not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"{where}: geometry {kind!r}; expected Polygon or MultiPolygon.")
+    if not isinstance(coordinates, (list, tuple)) or not coordinates:
+        raise ValueError(f"{where}: {kind} has no coordinates.")
+    parts = [coordinates] if kind == "Polygon" else coordinates
+    polygons = []
+    for p, part in enumerate(parts):
+        at = where if kind == "Polygon" else f"{where}, polygon {p}"
+        if not isinstance(part, (list, tuple)) or not part:
+            raise ValueError(f"{at}: a polygon is a list of rings (exterior first); got {part!r}.")
+        polygons.append([_geojson_ring(ring, f"{at}, ring {r}") for r, ring in enumerate(part)])
+    return polygons
+
+
 def features_to_polygons(features, source="GeoJSON"):
     """Polygons from GeoJSON features (Polygon and MultiPolygon geometries).
 
@@ -157,19 +237,15 @@ def features_to_polygons(features, source="GeoJSON"):
     Raises
     ------
     ValueError
-        If a feature's geometry is not a Polygon or MultiPolygon.
+        If a feature's geometry is not a Polygon or MultiPolygon, or is malformed;
+        the message names the file and the feature's index.
     """
     polygons = []
     for number, feature in enumerate(features):
-        geometry = feature.get("geometry") or {}
+        geometry = (feature.get("geometry") if isinstance(feature, dict) else None) or {}
         kind = geometry.get("type")
-        if kind == "Polygon":
-            parts = [geometry["coordinates"]]
-        elif kind == "MultiPolygon":
-            parts = geometry["coordinates"]
-        else:
+        if kind not in ("Polygon", "MultiPolygon"):
             raise ValueError(f"{source}: feature {number} has geometry {kind!r}; tissue masks "
                              f"hold Polygon or MultiPolygon geometries only.")
-        for part in parts:
-            polygons.append([np.asarray(ring, dtype=np.float64).reshape(-1, 2) for ring in part])
+        polygons.extend(geometry_polygons(geometry, f"{source}: feature {number}"))
     return polygons

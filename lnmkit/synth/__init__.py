@@ -1,5 +1,6 @@
 """Synthetic multimodal cohorts with planted ground truth, for demos and tests."""
 
+from lnmkit.synth._annotations import planted_annotations, write_planted_annotations
 from lnmkit.synth._cohort import CONFOUNDERS, MORPHOLOGIES, REGIMES, make_cohort
 from lnmkit.synth._ct import make_ct_volume, write_ct_case
 from lnmkit.synth._slide_file import write_slide
@@ -20,6 +21,8 @@ __all__ = [
     "REGIMES",
     "MORPHOLOGIES",
     "CONFOUNDERS",
+    "planted_annotations",
+    "write_planted_annotations",
     "load_truth",
     "PlantedMask",
     "PN_MODEL",
