@@ -1,0 +1,278 @@
+"""lnmkit.nomogram: reading the chart by hand, bad input, imputation in the bootstrap,
+result objects. The comparisons with R rms are in ``test_nomogram_r.py``."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lnmkit.exceptions import NomogramInputError  # noqa: E402
+from lnmkit.nomogram import (CalibrationResult, Nomogram, ValidationResult, calibrate,  # noqa: E402
+                             fit_nomogram, validate)
+
+
+@pytest.fixture(scope="module")
+def whas():
+    from sksurv.datasets import load_whas500
+
+    X, y = load_whas500()
+    df = X[["age", "gender", "hr", "bmi", "chf"]].copy()
+    df["died"] = y["fstat"].astype(int)
+    df.index = [f"P{i:03d}" for i in range(len(df))]
+    df.index.name = "patient_id"
+    return df
+
+
+@pytest.fixture(scope="module")
+def gbsg():
+    from sksurv.datasets import load_gbsg2
+
+    X, y = load_gbsg2()
+    df = X[["age", "tsize", "tgrade", "horTh", "pnodes"]].copy()
+    df["time"] = y["time"]
+    df["event"] = y["cens"].astype(int)
+    df.index = [f"G{i:03d}" for i in range(len(df))]
+    return df
+
+
+@pytest.fixture(scope="module")
+def lrm(whas):
+    return fit_nomogram(whas, ["age", "gender", "hr", "bmi", "chf"], "died", splines=["age"])
+
+
+@pytest.fixture(scope="module")
+def cph(gbsg):
+    return fit_nomogram(gbsg, ["tsize", "age", "tgrade", "horTh", "pnodes"], ("time", "event"), kind="cox",
+                        times=[1095, 1825], splines=["tsize"])
+
+
+# ----------------------------------------------------------------------- reading by hand
+
+def _table_lookup(table, axis, value):
+    rows = table[table["axis"] == axis]
+    hit = rows[rows["value"].astype(str) == str(value)]
+    assert len(hit) == 1, f"{axis}={value} is not a tick of the table"
+    return float(hit["points"].iloc[0])
+
+
+def _read_outcome(table, label, total):
+    rows = table[table["axis"] == label]
+    return float(np.interp(total, rows["points"].astype(float), rows["value"].astype(float)))
+
+
+def _figure_ticks(fig, axis):
+    """(x position, label) of every labelled tick of ``axis`` in a drawn nomogram."""
+    out = []
+    for text in fig.axes[0].texts:
+        gid = text.get_gid() or ""
+        parts = gid.split("|")
+        if parts[0] == "tick" and parts[1] == axis:
+            out.append((text.get_position()[0], parts[2]))
+    return out
+
+
+def test_read_off_by_hand_logistic(lrm, whas):
+    """A patient's points read off table() and off the drawn axes give predict() back."""
+    patient = pd.DataFrame({"age": [70.0], "gender": ["1"], "hr": [80.0], "bmi": [25.0], "chf": ["1"]},
+                           index=["reader"])
+    patient["gender"] = pd.Categorical(patient["gender"], categories=whas["gender"].cat.categories)
+    patient["chf"] = pd.Categorical(patient["chf"], categories=whas["chf"].cat.categories)
+    table = lrm.table()
+    total = sum(_table_lookup(table, name, value) for name, value in
+                [("age", 70.0), ("gender", "1"), ("hr", 80.0), ("bmi", 25.0), ("chf", "1")])
+    expected = float(lrm.predict(patient).iloc[0])
+    assert total == pytest.approx(float(lrm.points(patient)["total_points"].iloc[0]), abs=1e-9)
+    assert _read_outcome(table, "P(died)", total) == pytest.approx(expected, abs=0.005)
+
+    fig = lrm.plot()
+    try:
+        x_total = 0.0
+        for name, value in [("age", "70"), ("gender", "1"), ("hr", "80"), ("bmi", "25"), ("chf", "1")]:
+            ticks = dict((lab, x) for x, lab in _figure_ticks(fig, name))
+            x_total += ticks[value]  # predictor axes are drawn on the points scale
+        # Total Points: labels against positions give the chart's x -> total mapping
+        tp = sorted((x, float(lab)) for x, lab in _figure_ticks(fig, "Total Points"))
+        total_read = np.interp(x_total, [p[1] for p in tp], [p[0] for p in tp])
+        # the probability axis: its ticks' positions, read at the patient's total
+        pax = sorted((x, float(lab)) for x, lab in _figure_ticks(fig, "P(died)"))
+        prob = np.interp(total_read, [p[0] for p in pax], [p[1] for p in pax])
+        assert prob == pytest.approx(expected, abs=0.005)
+    finally:
+        plt.close(fig)
+
+
+def test_read_off_by_hand_cox(cph, gbsg):
+    patient = gbsg.iloc[[0]].copy()
+    patient[["tsize", "age", "pnodes"]] = [20.0, 60.0, 5.0]
+    table = cph.table()
+    total = (_table_lookup(table, "tsize", 20.0) + _table_lookup(table, "age", 60.0)
+             + _table_lookup(table, "tgrade", patient["tgrade"].iloc[0])
+             + _table_lookup(table, "horTh", patient["horTh"].iloc[0]) + _table_lookup(table, "pnodes", 5.0))
+    pred = cph.predict(patient)
+    for label in ["S(1095)", "S(1825)"]:
+        assert _read_outcome(table, label, total) == pytest.approx(pred[label].iloc[0], abs=0.005)
+
+
+def test_points_predict_shapes(cph, gbsg, lrm, whas):
+    pts = cph.points(gbsg.iloc[:5])
+    assert list(pts.columns) == ["tsize", "age", "tgrade", "horTh", "pnodes", "total_points"]
+    assert pts.index.equals(gbsg.index[:5])
+    assert (pts.drop(columns="total_points").min() >= -1e-9).all()
+    assert pts.drop(columns="total_points").max().max() <= 100 + 1e-9
+    surv = cph.predict(gbsg.iloc[:5])
+    assert list(surv.columns) == ["S(1095)", "S(1825)"]
+    assert ((surv >= 0) & (surv <= 1)).all().all()
+    assert (surv["S(1825)"] <= surv["S(1095)"]).all()  # survival never rises
+    p = lrm.predict(whas)
+    assert p.index.equals(whas.index) and p.between(0, 1).all()
+    # the widest axis spans exactly 100 points, every axis starts at 0
+    widths = {k: v["points"].max() - v["points"].min() for k, v in lrm.scale_.axes.items()}
+    assert max(widths.values()) == pytest.approx(100)
+    assert all(v["points"].min() == pytest.approx(0, abs=1e-12) for v in lrm.scale_.axes.values())
+    np.testing.assert_allclose(lrm.predict_from_points(lrm.points(whas)["total_points"]).iloc[:, 0],
+                               p.to_numpy(), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def test_predictor_with_one_value(whas):
+    df = whas.assign(const=3.0)
+    with pytest.raises(NomogramInputError, match=r"predictor 'const' has a single value \(3\.0\)"):
+        fit_nomogram(df, ["age", "const"], "died")
+
+
+def test_spline_with_too_few_values(whas):
+    df = whas.assign(grade=np.resize([1.0, 2.0, 3.0], len(whas)))
+    with pytest.raises(NomogramInputError, match=r"spline on 'grade' asks for 4 knots .* only 3 distinct"):
+        fit_nomogram(df, ["age", "grade"], "died", splines=["grade"])
+    with pytest.raises(NomogramInputError, match=r"'gender', which is categorical"):
+        fit_nomogram(whas, ["age", "gender"], "died", splines=["gender"])
+
+
+def test_missing_values_without_imputation(whas):
+    df = whas.copy()
+    df.loc["P007", "bmi"] = np.nan
+    with pytest.raises(NomogramInputError, match=r"column 'bmi' has 1 missing value.*'P007'.*impute="):
+        fit_nomogram(df, ["age", "bmi"], "died")
+
+
+def test_outcome_not_binary(whas):
+    df = whas.assign(died=whas["died"].replace({1: 2}))
+    with pytest.raises(NomogramInputError, match=r"outcome column 'died' must be 0/1; got 2"):
+        fit_nomogram(df, ["age"], "died")
+    with pytest.raises(NomogramInputError, match=r"outcome must name one 0/1 column"):
+        fit_nomogram(whas, ["age"], ("time", "died"))
+
+
+def test_outcome_not_time_event(gbsg):
+    with pytest.raises(NomogramInputError, match=r"\(time_column, event_column\) pair; got 'time'"):
+        fit_nomogram(gbsg, ["age"], "time", kind="cox", times=[365])
+    df = gbsg.assign(event=gbsg["event"] * 3)
+    with pytest.raises(NomogramInputError, match=r"event column 'event' must be 0/1; got 3"):
+        fit_nomogram(df, ["age"], ("time", "event"), kind="cox", times=[365])
+    df = gbsg.copy()
+    df.loc["G004", "time"] = -1.0
+    with pytest.raises(NomogramInputError, match=r"time column 'time' must hold numbers >= 0; got -1.0 .*'G004'"):
+        fit_nomogram(df, ["age"], ("time", "event"), kind="cox", times=[365])
+
+
+def test_times_beyond_follow_up(gbsg):
+    last = gbsg["time"].max()
+    with pytest.raises(NomogramInputError, match=rf"time 5000 is beyond follow-up \(last observed time {last:g}\)"):
+        fit_nomogram(gbsg, ["age", "tsize"], ("time", "event"), kind="cox", times=[1095, 5000])
+    with pytest.raises(NomogramInputError, match="needs times"):
+        fit_nomogram(gbsg, ["age"], ("time", "event"), kind="cox")
+
+
+def test_unknown_level_and_missing_column(lrm, whas):
+    bad = whas.iloc[:3].copy()
+    bad["chf"] = bad["chf"].cat.add_categories(["7"])
+    bad.loc[bad.index[1], "chf"] = "7"
+    with pytest.raises(NomogramInputError, match=r"column 'chf' has value '7' .*'P001'.*fitted levels"):
+        lrm.predict(bad)
+    with pytest.raises(NomogramInputError, match=r"predictor column\(s\) \['bmi'\] not found"):
+        lrm.points(whas.drop(columns="bmi"))
+
+
+# --------------------------------------------------------------- imputation in the bootstrap
+
+@pytest.fixture(scope="module")
+def whas_missing(whas):
+    rng = np.random.default_rng(3)
+    df = whas.copy()
+    df.loc[rng.random(len(df)) < 0.15, "bmi"] = np.nan
+    df.loc[rng.random(len(df)) < 0.10, "hr"] = np.nan
+    return df
+
+
+def test_imputation_refitted_in_every_bootstrap(whas_missing):
+    preds = ["age", "hr", "bmi", "chf"]
+    nomo = fit_nomogram(whas_missing, preds, "died", splines=["age"], impute="median")
+    idx = np.random.default_rng(5).integers(0, len(whas_missing), size=(12, len(whas_missing)))
+    refit = validate(nomo, boot_index=idx, refit_imputation=True)
+    frozen = validate(nomo, boot_index=idx, refit_imputation=False)
+    assert refit.imputation_refitted and not frozen.imputation_refitted
+    # frozen imputation is exactly an analysis of the once-imputed data set
+    filled = whas_missing.copy()
+    filled["bmi"] = filled["bmi"].fillna(whas_missing["bmi"].median())
+    filled["hr"] = filled["hr"].fillna(whas_missing["hr"].median())
+    once = fit_nomogram(filled, preds, "died", splines=["age"])
+    np.testing.assert_allclose(validate(once, boot_index=idx).table.to_numpy(), frozen.table.to_numpy())
+    # refitting the medians inside each sample changes the training and test models
+    assert not np.allclose(refit.table["optimism"], frozen.table["optimism"])
+    np.testing.assert_allclose(refit.table["index_orig"], frozen.table["index_orig"])
+    # predictions fill missing values with the training medians
+    row = whas_missing[whas_missing["bmi"].isna()].iloc[[0]]
+    np.testing.assert_allclose(nomo.predict(row), once.predict(row.fillna({"bmi": whas_missing["bmi"].median()})))
+
+
+def test_imputation_with_sklearn_imputer(whas_missing):
+    from sklearn.impute import SimpleImputer
+
+    nomo = fit_nomogram(whas_missing, ["age", "hr", "bmi"], "died", impute=SimpleImputer(strategy="mean"))
+    res = calibrate(nomo, B=5, seed=1)
+    assert isinstance(res, CalibrationResult) and np.isfinite(res.mean_abs_error)
+
+
+# -------------------------------------------------------------------------- result objects
+
+def test_result_objects(lrm, cph):
+    v = validate(lrm, B=8, seed=2)
+    assert isinstance(v, ValidationResult)
+    assert list(v.table.index) == ["Dxy", "R2", "Intercept", "Slope", "Emax", "D", "U", "Q", "B", "g", "gp"]
+    assert (v.table["n"] == 8).all()
+    c = calibrate(lrm, B=8, seed=2)
+    for res in (v, c):
+        fig = res.plot()
+        assert isinstance(fig, matplotlib.figure.Figure)
+        plt.close(fig)
+        assert "<table" in res._repr_html_()
+        assert repr(res).startswith("<")
+    vc = validate(cph, B=3, seed=0)
+    assert list(vc.table.index) == ["Dxy", "R2", "Slope", "D", "U", "Q", "g"]
+    cc = calibrate(cph, B=3, seed=0, u=1095)
+    assert cc.u == 1095 and len(cc.table) == 4
+    with pytest.raises(NomogramInputError, match="u must lie in"):
+        calibrate(cph, B=2, u=99999)
+    assert "<table" in lrm._repr_html_() and repr(cph).startswith("<Nomogram: cox, 686 patients")
+    fig = cph.plot(patient=cph._train["raw"].iloc[3])
+    assert isinstance(fig, matplotlib.figure.Figure)
+    plt.close(fig)
+
+
+def test_validate_is_seeded(lrm):
+    a = validate(lrm, B=6, seed=11).table
+    b = validate(lrm, B=6, seed=11).table
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match=r"boot_index must be an integer array of shape \(B, 500\)"):
+        validate(lrm, boot_index=np.zeros((3, 4), dtype=int))
+
+
+def test_nomogram_is_the_public_class(lrm):
+    assert isinstance(lrm, Nomogram)
