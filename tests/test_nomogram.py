@@ -276,3 +276,42 @@ def test_validate_is_seeded(lrm):
 
 def test_nomogram_is_the_public_class(lrm):
     assert isinstance(lrm, Nomogram)
+
+
+# ------------------------------------------------------------------------------ from_model
+
+def test_from_model_logistic(whas, lrm):
+    from lnmkit.models import LNMLogisticRegression
+
+    cols = ["age", "gender", "hr", "bmi", "chf"]
+    model = LNMLogisticRegression().fit(whas[cols], whas["died"])
+    nomo = Nomogram.from_model(model, data=whas, outcome="died")
+    direct = fit_nomogram(whas, cols, "died")
+    # the same maximum-likelihood model: same points, same probabilities
+    np.testing.assert_allclose(nomo.points(whas).to_numpy(), direct.points(whas).to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(nomo.predict(whas), model.predict_proba(whas[cols])[:, 1], atol=1e-9)
+    assert validate(nomo, B=3).table.loc["Dxy", "index_orig"] == pytest.approx(
+        direct.validate(B=3).table.loc["Dxy", "index_orig"], abs=1e-9)
+    with pytest.raises(NomogramInputError, match="pass data="):
+        Nomogram.from_model(model)
+    with pytest.raises(NomogramInputError, match="penalised model"):
+        validate(Nomogram.from_model(LNMLogisticRegression(penalty="l2").fit(whas[cols], whas["died"]),
+                                     data=whas, outcome="died"), B=2)
+
+
+def test_from_model_cox(gbsg):
+    from lnmkit.models import CoxPH
+    from sksurv.util import Surv
+
+    cols = ["age", "tsize", "tgrade", "pnodes"]
+    y = Surv.from_arrays(gbsg["event"].astype(bool), gbsg["time"])
+    model = CoxPH().fit(gbsg[cols], y)
+    nomo = Nomogram.from_model(model, times=[1095, 1825])  # the model keeps its training design
+    direct = fit_nomogram(gbsg, cols, ("time", "event"), kind="cox", times=[1095, 1825])
+    np.testing.assert_allclose(nomo.points(gbsg).to_numpy(), direct.points(gbsg).to_numpy(), atol=1e-4)
+    # lnmkit.models stores the Breslow baseline, the nomogram rms's Efron one: close, not equal
+    sf = model.predict_survival_function(gbsg[cols], [1095, 1825]).to_numpy()
+    np.testing.assert_allclose(nomo.predict(gbsg).to_numpy(), sf, atol=2e-3)
+    np.testing.assert_allclose(nomo.predict(gbsg).to_numpy(), direct.predict(gbsg).to_numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="must be a fitted lnmkit.models"):
+        Nomogram.from_model(object())

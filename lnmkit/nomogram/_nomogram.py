@@ -243,6 +243,47 @@ class Nomogram:
         self.times = tuple(times)
         self.imputer_ = None
         self._train = None
+        self._penalised = False
+
+    @classmethod
+    def from_model(cls, model, data=None, outcome=None, times=None):
+        """Nomogram of a fitted ``lnmkit.models`` logistic or Cox model.
+
+        The chart uses the model's own coefficients (a model with the MIL slide
+        score among its columns gets a slide-score axis like any other). Axes span
+        the training data: ``CoxPH`` keeps its training design, so ``data`` is
+        optional there; ``LNMLogisticRegression`` does not, so pass its training
+        table. With the outcome known, :func:`validate` and :func:`calibrate` work
+        as for :func:`fit_nomogram` (bootstrap refits are unpenalised maximum
+        likelihood, so a penalised model is refused there).
+
+        Parameters
+        ----------
+        model : lnmkit.models.LNMLogisticRegression or lnmkit.models.CoxPH
+            Fitted; numeric and categorical terms (no missing-value indicators,
+            no recalibration, no class weights).
+        data : pandas.DataFrame, optional
+            The training table (required for LNMLogisticRegression).
+        outcome : str or (str, str), optional
+            Outcome column(s) in ``data`` (needed for validation).
+        times : sequence of float, optional
+            Cox: horizons of the S(t) axes (required).
+
+        Returns
+        -------
+        Nomogram
+
+        Raises
+        ------
+        TypeError
+            For a model that is not linear (XGBoost, forests).
+        NomogramInputError
+            If the training data needed for the axes is missing, or the model has
+            terms a nomogram cannot draw.
+        """
+        from lnmkit.nomogram._from_model import nomogram_from_model
+
+        return nomogram_from_model(model, data=data, outcome=outcome, times=times)
 
     # ------------------------------------------------------------------ fitting
     def _fit_matrix(self, X, y):

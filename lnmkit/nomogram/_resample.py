@@ -108,8 +108,12 @@ def original(nomogram):
     y : ndarray or (ndarray, ndarray)
     """
     if nomogram._train is None:
-        raise NomogramInputError("validate: this Nomogram holds no training data (from_model without "
-                                 "data); pass data= with the outcome columns to Nomogram.from_model.")
+        raise NomogramInputError("validate: this Nomogram holds no training outcome (from_model without "
+                                 "it); pass data= and outcome= to Nomogram.from_model.")
+    if nomogram._penalised:
+        raise NomogramInputError("validate: the nomogram comes from a penalised model; bootstrap refits "
+                                 "here are unpenalised maximum likelihood, so optimism would describe "
+                                 "another model. Use fit_nomogram, or an unpenalised model.")
     cache = nomogram._train.get("X")
     if cache is None:
         raw = nomogram._train["raw"]
