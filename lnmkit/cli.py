@@ -268,6 +268,53 @@ def radiology(
 
 
 @app.command()
+def survival(
+    data: str = typer.Argument(..., help="CSV with one row per patient: features, follow-up time and event."),
+    time: str = typer.Option(..., "--time", help="Column of the follow-up time (> 0)."),
+    event: str = typer.Option(..., "--event", help="Column of the event indicator (0/1)."),
+    out: str = typer.Option(..., "--out", help="Folder for metrics, predictions, summary and plots."),
+    model: str = typer.Option("cox", "--model", help="cox | rsf | gbs | xgb-cox | xgb-aft."),
+    features: Optional[str] = typer.Option(None, "--features",
+                                           help="Comma-separated feature columns (default: every other column)."),
+    id_col: str = typer.Option("patient_id", "--id-col", help="Patient id column (used as the index if present)."),
+    horizon: Optional[list[float]] = typer.Option(None, "--horizon",
+                                                  help="Calibration horizon (repeat for several, e.g. 36 and 60)."),
+    n_splits: int = typer.Option(5, "--n-splits", help="Cross-validation folds, split by patient."),
+    impute: bool = typer.Option(False, "--impute", help="Fill missing values with training medians / modes "
+                                                        "(Cox and forests; XGBoost takes them as they are)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds, models and bootstrap."),
+):
+    """Fit a survival model, cross-validate it by patient and write its evaluation."""
+    import warnings
+
+    import pandas as pd
+
+    from lnmkit.evaluation import survival_analysis
+    from lnmkit.exceptions import LnmkitError
+
+    try:
+        frame = pd.read_csv(data)
+        if id_col in frame.columns:
+            frame = frame.set_index(id_col)
+        cols = None if features is None else [c.strip() for c in features.split(",") if c.strip()]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = survival_analysis(frame, time, event, model=model, features=cols, horizons=horizon,
+                                       n_splits=n_splits, impute="median" if impute else None, random_state=seed,
+                                       out_dir=out)
+    except (LnmkitError, ValueError, TypeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    for warning in caught:
+        if not issubclass(warning.category, (DeprecationWarning, FutureWarning)):
+            typer.echo(f"warning: {warning.message}", err=True)
+    typer.echo(repr(result))
+    for metric, value in result.table["value"].items():
+        typer.echo(f"{metric:<24} {value:.4g}")
+    typer.echo(f"-> {out} ({', '.join(sorted(result.files))})")
+
+
+@app.command()
 def tissue(
     slides: list[str] = typer.Argument(..., help="Slide files (SVS, TIFF, NDPI, MRXS, DICOM, ...)."),
     out: str = typer.Option(..., "--out", help="Folder for <slide_id>.geojson and <slide_id>.png."),

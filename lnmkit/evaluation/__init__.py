@@ -8,6 +8,8 @@ from lnmkit.evaluation._binary import (BinaryEvaluation, CalibrationResult, Deci
                                       threshold_metrics, youden_threshold)
 from lnmkit.evaluation._delong import auc_delong, delong_test
 from lnmkit.evaluation._reclassification import ReclassificationResult, reclassification
+from lnmkit.evaluation._survival_analysis import (SURVIVAL_MODELS, SurvivalAnalysis, get_survival_model,
+                                                  survival_analysis)
 from lnmkit.evaluation._survival_calibration import SurvivalCalibrationResult, survival_calibration
 from lnmkit.evaluation._survival_compare import SurvivalComparison, compare_survival_models, harrell_c
 from lnmkit.evaluation._survival_groups import (RiskGroupResult, SurvivalDecisionCurve, km_by_risk_group,
@@ -18,6 +20,10 @@ from lnmkit.evaluation._survival_metrics import (BrierScoreResult, ConcordanceRe
 
 __all__ = [
     "BrierScoreResult",
+    "SURVIVAL_MODELS",
+    "SurvivalAnalysis",
+    "get_survival_model",
+    "survival_analysis",
     "ConcordanceResult",
     "RiskGroupResult",
     "SurvivalCalibrationResult",

@@ -112,15 +112,15 @@ class RiskGroupResult(_ResultMixin):
         ax.legend(frameon=False, loc="lower left")
         # numbers at risk, one row per group, under the x axis
         trans = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.text(0, -0.2, "at risk", transform=ax.transAxes, ha="right", va="top", fontsize=8, weight="bold")
+        ax.text(-0.07, -0.2, "at risk", transform=ax.transAxes, ha="right", va="top", fontsize=8, weight="bold")
         for i, label in enumerate(self.at_risk.index):
             y = -0.2 - 0.07 * (i + 1)
-            ax.text(-0.01, y, label, transform=ax.transAxes, ha="right", va="top", fontsize=8, color=f"C{i}")
+            ax.text(-0.07, y, label, transform=ax.transAxes, ha="right", va="top", fontsize=8, color=f"C{i}")
             for t, n in self.at_risk.loc[label].items():
                 ax.text(float(t), y, str(int(n)), transform=trans, ha="center", va="top", fontsize=8,
                         color=f"C{i}", clip_on=False)
         ax.set_xticks(self.at_risk.columns.to_numpy(dtype=float))
-        fig.subplots_adjust(bottom=min(0.5, 0.2 + 0.06 * (k + 1)), left=0.2)
+        fig.subplots_adjust(bottom=min(0.5, 0.2 + 0.06 * (k + 1)), left=0.25)
         return fig
 
 

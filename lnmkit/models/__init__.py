@@ -10,6 +10,7 @@ from lnmkit.models._folds import make_patient_folds
 from lnmkit.models._lnm import LNMLogisticRegression, LNMXGBClassifier, load_model
 from lnmkit.models._nested import NestedCVResult, nested_cv
 from lnmkit.models._stacking import NestedFeatures
+from lnmkit.models._survival_cv import cross_val_survival
 from lnmkit.models._survival_forest import GradientBoostedSurvival, RandomSurvivalForest
 from lnmkit.models._xgb_survival import XGBAFTSurvival, XGBCoxSurvival
 
@@ -20,6 +21,7 @@ __all__ = [
     "RandomSurvivalForest",
     "XGBAFTSurvival",
     "XGBCoxSurvival",
+    "cross_val_survival",
     "LNMLogisticRegression",
     "LNMXGBClassifier",
     "ModelComparison",
