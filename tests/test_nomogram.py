@@ -315,3 +315,28 @@ def test_from_model_cox(gbsg):
     np.testing.assert_allclose(nomo.predict(gbsg).to_numpy(), direct.predict(gbsg).to_numpy(), atol=1e-5)
     with pytest.raises(TypeError, match="must be a fitted lnmkit.models"):
         Nomogram.from_model(object())
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+def test_cli_nomogram(whas, tmp_path):
+    from typer.testing import CliRunner
+
+    from lnmkit.cli import app
+
+    csv = tmp_path / "whas.csv"
+    whas.to_csv(csv)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["nomogram", str(csv), "--kind", "logistic", "--outcome", "died",
+                                   "--predictors", "age,gender,hr,bmi,chf", "--splines", "age",
+                                   "--categorical", "gender,chf", "--validate", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["calibrate.csv", "nomogram.png", "points.csv",
+                                                     "predictions.csv", "table.csv", "validate.csv"]
+    pred = pd.read_csv(out / "predictions.csv", index_col="patient_id")
+    direct = fit_nomogram(whas, ["age", "gender", "hr", "bmi", "chf"], "died", splines=["age"])
+    np.testing.assert_allclose(pred["P(died)"], direct.predict(whas), atol=1e-9)
+    assert list(pd.read_csv(out / "validate.csv")["index"])[:2] == ["Dxy", "R2"]
+    bad = CliRunner().invoke(app, ["nomogram", str(csv), "--kind", "cox", "--outcome", "died",
+                                   "--predictors", "age", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "TIME,EVENT" in bad.output

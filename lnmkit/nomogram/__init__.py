@@ -10,7 +10,8 @@ from lnmkit.nomogram._calibrate import CalibrationResult, calibrate
 from lnmkit.nomogram._nomogram import Nomogram, fit_nomogram
 from lnmkit.nomogram._pretty import pretty
 from lnmkit.nomogram._rcs import rcs_basis, rcs_knots
+from lnmkit.nomogram._report import NomogramReport, write_nomogram
 from lnmkit.nomogram._validate import ValidationResult, validate
 
-__all__ = ["CalibrationResult", "Nomogram", "ValidationResult", "calibrate", "fit_nomogram", "pretty",
-           "rcs_basis", "rcs_knots", "validate"]
+__all__ = ["CalibrationResult", "Nomogram", "NomogramReport", "ValidationResult", "calibrate", "fit_nomogram",
+           "pretty", "rcs_basis", "rcs_knots", "validate", "write_nomogram"]
