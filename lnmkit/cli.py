@@ -453,6 +453,55 @@ def demo(
         typer.echo(line)
 
 
+@app.command()
+def nomogram(
+    data: str = typer.Argument(..., help="CSV with one row per patient: predictors and outcome."),
+    kind: str = typer.Option("logistic", "--kind", help="logistic | cox."),
+    outcome: str = typer.Option(..., "--outcome", help="0/1 column (logistic), or TIME,EVENT columns (cox)."),
+    predictors: str = typer.Option(..., "--predictors", help="Comma-separated predictor columns."),
+    out: str = typer.Option(..., "--out", help="Folder for points, table, predictions, validate, calibrate, png."),
+    splines: Optional[str] = typer.Option(None, "--splines",
+                                          help="Comma-separated numeric predictors fitted as restricted cubic splines."),
+    knots: int = typer.Option(4, "--knots", help="Knots of each spline (Hmisc placement)."),
+    times: Optional[str] = typer.Option(None, "--times", help="Comma-separated survival horizons (cox), e.g. 36,60."),
+    validate_b: int = typer.Option(200, "--validate", help="Bootstrap resamples of validate and calibrate (0: skip)."),
+    categorical: Optional[str] = typer.Option(None, "--categorical",
+                                              help="Comma-separated numeric columns to treat as categorical."),
+    impute: bool = typer.Option(False, "--impute", help="Median / mode imputation, refitted in every bootstrap."),
+    id_col: str = typer.Option("patient_id", "--id-col", help="Patient id column (used as the index if present)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+):
+    """Fit an rms-style nomogram, validate and calibrate it by bootstrap, and write its outputs."""
+    import pandas as pd
+
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.nomogram import write_nomogram
+
+    def _list(text):
+        return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+    try:
+        frame = pd.read_csv(data)
+        if id_col in frame.columns:
+            frame = frame.set_index(id_col)
+        out_cols = _list(outcome)
+        if kind == "cox" and len(out_cols) != 2:
+            raise ValueError(f"--outcome for --kind cox must be TIME,EVENT; got {outcome!r}.")
+        horizons = None if times is None else [float(t) for t in _list(times)]
+        report = write_nomogram(frame, _list(predictors), out_cols[0] if kind == "logistic" else tuple(out_cols),
+                                out, kind=kind, times=horizons, splines=_list(splines), knots=knots,
+                                categorical=_list(categorical), impute="median" if impute else None,
+                                B=validate_b, seed=seed)
+    except (LnmkitError, ValueError, TypeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(repr(report.nomogram))
+    if report.validation is not None:
+        typer.echo(repr(report.validation))
+        typer.echo(repr(report.calibration))
+    typer.echo(f"-> {out} ({', '.join(p.name for p in report.files.values())})")
+
+
 def main():
     """Entry point of the ``lnmkit`` console script."""
     app()
