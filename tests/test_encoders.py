@@ -489,6 +489,8 @@ def test_stain_texture_matches_reference_on_random_tiles(shape):
     tiles[0, : shape[1] // 2] = rng.integers(0, 30, (shape[1] // 2, shape[2], 3))
     if shape[0] > 1:
         tiles[1] = np.clip(rng.normal(202, 3, (shape[1], shape[2], 3)), 0, 255).astype(np.uint8)
+    if shape[0] > 2:
+        tiles[2] = (200, 120, 170)  # flat stain: standard deviations must come out 0
     _assert_matches_reference(tiles, mpp=0.5 if shape[1] > 8 else 0.263)
 
 

@@ -240,9 +240,10 @@ def _haar_level(h, e, weight, h_next, e_next, w_next, out_h, out_e):
     Reassociated float arithmetic (so that it vectorises): these energies feed
     no threshold.
     """
-    quarter = np.float32(0.25)
-    hv = hh = hd = ev = eh = ed = wsum = 0.0
+    quarter, zero = np.float32(0.25), np.float32(0.0)
+    totals = np.zeros(7)
     for y in range(h_next.shape[0]):
+        hv = hh = hd = ev = eh = ed = wsum = zero
         for x in range(h_next.shape[1]):
             y2, x2 = 2 * y, 2 * x
             w = (weight[y2, x2] + weight[y2, x2 + 1] + weight[y2 + 1, x2]
@@ -261,8 +262,11 @@ def _haar_level(h, e, weight, h_next, e_next, w_next, out_h, out_e):
             e_next[y, x] = (a + b + c + d) * quarter
             w_next[y, x] = w
             wsum += w
-    out_h[0], out_h[1], out_h[2], out_h[3] = hv, hh, hd, wsum
-    out_e[0], out_e[1], out_e[2], out_e[3] = ev, eh, ed, wsum
+        # Row sums are float32 (a few hundred terms), the totals float64.
+        for k, value in enumerate((hv, hh, hd, ev, eh, ed, wsum)):
+            totals[k] += value
+    out_h[0], out_h[1], out_h[2], out_h[3] = totals[0], totals[1], totals[2], totals[6]
+    out_e[0], out_e[1], out_e[2], out_e[3] = totals[3], totals[4], totals[5], totals[6]
 
 
 @numba.njit(**_JIT)
@@ -313,34 +317,39 @@ def _pixel_row(rgb, od_lut, mix, background, dark_od, nucleus_h, row, h_out, e_o
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc"}, error_model="numpy")
 def _row_sums(row, h, e, weight, nuclei, level0, level1, level2, s):
-    """Add one row's tissue sums to ``s`` (float64; reassociated so that it vectorises)."""
-    n_tissue = n_dark = n_nuc = n0 = n1 = n2 = 0.0
-    od_sum = h_sum = e_sum = od_sq = h_sq = e_sq = res_sum = res_sq = 0.0
-    r_sum = g_sum = b_sum = h_nuc = e_out = 0.0
+    """Add one row's tissue sums to ``s`` (reassociated, so that it vectorises).
+
+    Plain sums of the row (a few hundred terms) are float32, then added to
+    float64 totals; sums of squares are float64 throughout, since standard
+    deviations come from them in one pass.
+    """
+    zero = np.float32(0.0)
+    n_tissue = n_dark = n_nuc = n0 = n1 = n2 = zero
+    od_sum = h_sum = e_sum = res_sum = r_sum = g_sum = b_sum = h_nuc = e_out = zero
+    od_sq = h_sq = e_sq = res_sq = 0.0
     for x in range(h.shape[0]):
         w = weight[x]
-        od, hv, ev, res = np.float64(row[0, x] * w), np.float64(h[x] * w), np.float64(e[x] * w), \
-            np.float64(row[1, x] * w)
+        od, hv, ev, res = row[0, x] * w, h[x] * w, e[x] * w, row[1, x] * w
         n_tissue += w
         n_dark += row[5, x]
         od_sum += od
         h_sum += hv
         e_sum += ev
-        od_sq += od * od
-        h_sq += hv * hv
-        e_sq += ev * ev
         res_sum += res
-        res_sq += res * res
+        od_sq += np.float64(od) * np.float64(od)
+        h_sq += np.float64(hv) * np.float64(hv)
+        e_sq += np.float64(ev) * np.float64(ev)
+        res_sq += np.float64(res) * np.float64(res)
         r_sum += row[2, x] * w
         g_sum += row[3, x] * w
         b_sum += row[4, x] * w
-        n0 += w if h[x] >= level0 else 0.0
-        n1 += w if h[x] >= level1 else 0.0
-        n2 += w if h[x] >= level2 else 0.0
-        nuc = np.float32(1.0) if nuclei[x] else np.float32(0.0)
+        n0 += w if h[x] >= level0 else zero
+        n1 += w if h[x] >= level1 else zero
+        n2 += w if h[x] >= level2 else zero
+        nuc = np.float32(1.0) if nuclei[x] else zero
         n_nuc += nuc
         h_nuc += hv * nuc
-        e_out += ev * (1.0 - nuc)
+        e_out += ev - ev * nuc
     s[0] += n_tissue
     s[1] += n_dark
     s[2] += od_sum
