@@ -319,27 +319,28 @@ def _pixel_row(rgb, od_lut, mix, background, dark_od, nucleus_h, row, h_out, e_o
 def _row_sums(row, h, e, weight, nuclei, level0, level1, level2, s):
     """Add one row's tissue sums to ``s`` (reassociated, so that it vectorises).
 
-    Plain sums of the row (a few hundred terms) are float32, then added to
-    float64 totals; sums of squares are float64 throughout, since standard
-    deviations come from them in one pass.
+    Counts and means-only sums of the row (a few hundred terms) are float32,
+    then added to float64 totals; sums and sums of squares of the values whose
+    standard deviation is taken are float64 throughout (one-pass variance).
     """
     zero = np.float32(0.0)
     n_tissue = n_dark = n_nuc = n0 = n1 = n2 = zero
-    od_sum = h_sum = e_sum = res_sum = r_sum = g_sum = b_sum = h_nuc = e_out = zero
-    od_sq = h_sq = e_sq = res_sq = 0.0
+    r_sum = g_sum = b_sum = h_nuc = e_out = zero
+    od_sum = h_sum = e_sum = res_sum = od_sq = h_sq = e_sq = res_sq = 0.0
     for x in range(h.shape[0]):
         w = weight[x]
         od, hv, ev, res = row[0, x] * w, h[x] * w, e[x] * w, row[1, x] * w
         n_tissue += w
         n_dark += row[5, x]
-        od_sum += od
-        h_sum += hv
-        e_sum += ev
-        res_sum += res
-        od_sq += np.float64(od) * np.float64(od)
-        h_sq += np.float64(hv) * np.float64(hv)
-        e_sq += np.float64(ev) * np.float64(ev)
-        res_sq += np.float64(res) * np.float64(res)
+        od64, h64, e64, res64 = np.float64(od), np.float64(hv), np.float64(ev), np.float64(res)
+        od_sum += od64
+        h_sum += h64
+        e_sum += e64
+        res_sum += res64
+        od_sq += od64 * od64
+        h_sq += h64 * h64
+        e_sq += e64 * e64
+        res_sq += res64 * res64
         r_sum += row[2, x] * w
         g_sum += row[3, x] * w
         b_sum += row[4, x] * w
