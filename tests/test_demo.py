@@ -71,6 +71,28 @@ def test_demo_summary_lines_name_outputs(demo_run):
     assert str(demo_run.mil_dir) in lines
 
 
+def test_demo_measures_localisation_against_the_planted_tumour_as_annotations(demo_run):
+    folder = demo_run.cohort_dir / "truth" / "annotations"
+    truth = load_truth(demo_run.cohort_dir)
+    assert sorted(p.stem for p in folder.glob("*.geojson")) == sorted(truth["slides"])
+    loc = demo_run.metrics["attention_localisation"]
+    assert loc["n_slides_annotated"] >= 10 and loc["n_slides_with_tumour"] >= 1
+    assert 0.0 <= loc["pooled_auc"] <= 1.0
+    assert "attention localisation AUC" in "\n".join(demo_run.summary_lines())
+    # no absolute path of the demo folder in what the MIL stage writes
+    assert str(demo_run.out_dir.resolve()) not in (demo_run.mil_dir / "metrics.json").read_text()
+
+
+def test_demo_summary_says_na_for_an_undefined_auc(demo_run):
+    import dataclasses
+
+    metrics = json.loads(json.dumps(demo_run.metrics))
+    metrics["auc"]["otc"] = {"auc": None, "auc_lower_95": None, "auc_upper_95": None, "n": 0, "n_pos": 0}
+    metrics["attention_localisation"]["pooled_auc"] = None
+    lines = "\n".join(dataclasses.replace(demo_run, metrics=metrics).summary_lines())
+    assert "out-of-fold OTC AUC: n/a" in lines and "attention localisation AUC against planted tumour masks: n/a" in lines
+
+
 def test_demo_cli_rejects_bad_option():
     result = CliRunner().invoke(app, ["demo", "--n-patients", "not-a-number"])
     assert result.exit_code != 0

@@ -44,7 +44,7 @@ def _downstream_of(key, names):
     while changed:
         changed = False
         for s in STAGES:
-            if s.name in names and s.name not in hit and any(r in hit for r in s.reads):
+            if s.name in names and s.name not in hit and any(r in hit for r in s.inputs):
                 hit.add(s.name)
                 changed = True
     return hit
@@ -82,7 +82,8 @@ def test_every_stage_writes_stage_json(reference_run, synthetic_cohort_dir):
     assert {"cohort:slides.csv", "slide_files", "stage:validate"} <= set(features.input_hashes)
     mil = read_record(reference_run.out_dir / "mil")
     assert mil.input_hashes["stage:features"] == features.outputs_hash
-    assert mil.config == {"mil": {"arch": "abmil", "averaging_epochs": None, "enabled": True, "max_epochs": 4,
+    assert mil.config == {"mil": {"annotation_classes": None, "annotations": None,
+                                  "arch": "abmil", "averaging_epochs": None, "enabled": True, "max_epochs": 4,
                                   "max_tiles": None, "n_splits": 3, "tasks": ["lnm"]}, "seed": 0}
     assert (reference_run.out_dir / "config.yaml").is_file()
     fig = reference_run.plot()

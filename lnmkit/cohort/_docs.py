@@ -48,7 +48,9 @@ cohort/
   `007`.
 * Yes/no columns hold `1` or `0`. Numbers use a dot as decimal separator and carry
   no unit: the unit is fixed by the column (see the tables below).
-* Rows whose cells are all empty are ignored.
+* Rows whose cells are all empty are ignored. A row with fewer cells than the
+  header is read with the missing cells empty and draws a warning (a missing
+  comma shifts every later value); a row with more non-empty cells is an error.
 * Row numbers in messages are those a spreadsheet shows: the header is row 1, the
   first patient row 2 (for files without line breaks inside quoted cells this is the
   line number).
@@ -90,7 +92,8 @@ warning: cohort/outcomes.csv, row 22, column 'otc', value '1': otc is only defin
 Checked in each table, as declared by its schema:
 
 * the file exists and is readable UTF-8 CSV; every required column is in the
-  header; no column name appears twice; no row has more cells than the header;
+  header; no column name appears twice; no row has more cells than the header
+  (fewer cells: a warning);
 * each cell has its column's type (number, whole number, text), is one of the
   allowed values, lies in the allowed range, matches the column's pattern;
 * cells that may not be empty are not empty; columns that go together
@@ -101,7 +104,20 @@ Checked in each table, as declared by its schema:
 * slide files (and any other path column) exist and are files, not folders, relative
   to the table's folder; `check_files=False` (`lnmkit validate --no-check-files`)
   skips this for work that needs only the tables, e.g. MIL on feature bags on a
-  machine without the slides.
+  machine without the slides;
+* `validate_cohort` and `lnmkit validate` (unless `--no-check-files`) also open
+  every slide, several at a time: OpenSlide reads the header, the level-0 size is
+  plausible (at most 1,000,000 px a side), the microns per pixel are known (file
+  or `mpp` column) and plausible, and a small region at the centre of every
+  pyramid level decodes. Zero-byte, truncated, random-bytes and non-slide files
+  (a PNG renamed `.svs`, a CSV), damaged tiles and absurd image sizes are
+  reported on the slide's row (`cannot be used as a slide: ...`) instead of
+  failing later in `lnmkit features`. `Cohort.from_dir` does not open slides
+  (feature extraction records a bad slide and goes on).
+
+The same engine checks a table given as a DataFrame instead of a file
+(`validate_nodes`, `read_images_table`, the MIL targets): the messages are the
+same, with rows numbered as a spreadsheet of that DataFrame would show them.
 
 Checked across tables: every `patient_id` of another table is in `clinical.csv`.
 Patients of `clinical.csv` without outcome, node or slide rows are fine.
