@@ -372,7 +372,7 @@ def test_glcm_against_skimage():
     rng = np.random.default_rng(0)
     q = rng.integers(0, 8, (2, 40, 40))
     q[1] = np.minimum(q[1] // 2 + np.arange(40)[None, :] // 10, 7)
-    counts = np.zeros((2, 2, 64), dtype=np.int64)
+    counts = np.zeros((2, 2, 64), dtype=np.int64)  # (tile, distance 1 and 2, pair)
     for i in range(2):
         _glcm_counts(q[i], np.ones((40, 40), bool), 8, counts[i])
     for distance in (1, 2):

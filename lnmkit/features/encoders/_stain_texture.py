@@ -202,33 +202,37 @@ def _lbp_counts(img, mask, riu2, shifts, out):
 
 @numba.njit(**_JIT)
 def _glcm_counts(q, mask, levels, out):
-    """Co-occurrence counts of horizontal plus vertical pairs at distances 1..D.
+    """Co-occurrence counts of horizontal plus vertical pairs at distances 1 and 2.
 
-    ``out`` (D, levels**2) receives at ``[d - 1, a * levels + b]`` the number of
+    ``out`` (2, levels**2) receives at ``[d - 1, a * levels + b]`` the number of
     pairs (a above or left of b) at distance d with both pixels in ``mask``; the
-    matrices are not yet symmetric. Pixels outside ``mask`` take the extra level
-    ``levels`` so that every pair is counted without a branch and dropped after.
+    matrices are not yet symmetric. Pixels outside ``mask`` or the image take
+    the extra level ``levels``; one count per pixel and direction of the triple
+    (a, b, c) at offsets 0, 1, 2 gives both distances, pairs with the extra
+    level are dropped after.
     """
     height, width = q.shape
-    n_dist, n = out.shape[0], levels + 1
-    code = np.empty((height, width), dtype=np.int64)
+    n = levels + 1
+    code = np.full((height + 2, width + 2), levels, dtype=np.int64)
     for y in range(height):
         for x in range(width):
-            code[y, x] = q[y, x] if mask[y, x] else levels
-    hist = np.zeros((n_dist, 2, n * n), dtype=np.int64)
+            if mask[y, x]:
+                code[y, x] = q[y, x]
+    triples = np.zeros((2, n * n * n), dtype=np.int64)
     for y in range(height):
         for x in range(width):
-            c = code[y, x] * n
-            for k in range(n_dist):
-                d = k + 1
-                if x + d < width:
-                    hist[k, 0, c + code[y, x + d]] += 1
-                if y + d < height:
-                    hist[k, 1, c + code[y + d, x]] += 1
-    for k in range(n_dist):
+            a = code[y, x] * n
+            triples[0, (a + code[y, x + 1]) * n + code[y, x + 2]] += 1
+            triples[1, (a + code[y + 1, x]) * n + code[y + 2, x]] += 1
+    for direction in range(2):
         for a in range(levels):
-            for b in range(levels):
-                out[k, a * levels + b] += hist[k, 0, a * n + b] + hist[k, 1, a * n + b]
+            for b in range(n):
+                for c in range(n):
+                    count = triples[direction, (a * n + b) * n + c]
+                    if b < levels:
+                        out[0, a * levels + b] += count
+                    if c < levels:
+                        out[1, a * levels + c] += count
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc"}, error_model="numpy")
