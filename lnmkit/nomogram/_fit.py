@@ -24,7 +24,7 @@ class FitFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class LogisticFit:
-    """Unpenalised logistic regression.
+    """Unpenalised logistic regression (statsmodels binomial GLM, IRLS).
 
     Attributes
     ----------
@@ -138,17 +138,20 @@ def fit_logistic(X, y):
 
     n = len(y)
     design = np.column_stack([np.ones(n), X])
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        # e.g. a bootstrap sample without a rare level: rms's lrm.fit fails there too
+        raise FitFailure("logistic design matrix is singular")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-10, maxiter=100)
-        except Exception as exc:  # separation, singular matrix, overflow: all make this sample unusable
+            # IRLS; it stops once the deviance changes by < 1e-9 (relative), quadratic
+            # convergence leaves the coefficients far closer than that
+            res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-9, maxiter=100)
+        except Exception as exc:  # separation, singular Hessian, overflow: the sample is unusable
             raise FitFailure(f"logistic fit failed: {exc}") from exc
     params = np.asarray(res.params, dtype=float)
     if not res.converged or not np.all(np.isfinite(params)):
         raise FitFailure("logistic fit did not converge")
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        raise FitFailure("logistic design matrix is singular")
     p = y.mean()
     loglik0 = n * (p * np.log(p) + (1 - p) * np.log(1 - p)) if 0 < p < 1 else 0.0
     return LogisticFit(intercept=float(params[0]), coef=params[1:], loglik=float(res.llf),
