@@ -133,7 +133,8 @@ def _import_problems(nb) -> list[str]:
 
 def test_notebooks_are_present():
     names = {p.name for p in NOTEBOOKS}
-    for expected in ("01_cohort_and_validation.ipynb", "02_slides_and_features.ipynb", "03_radiology.ipynb"):
+    for expected in ("01_cohort_and_validation.ipynb", "02_slides_and_features.ipynb", "03_radiology.ipynb",
+                     "05_survival_models.ipynb"):
         assert expected in names, f"notebooks/{expected} is missing"
 
 
