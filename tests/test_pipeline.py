@@ -44,7 +44,7 @@ def _downstream_of(key, names):
     while changed:
         changed = False
         for s in STAGES:
-            if s.name in names and s.name not in hit and any(r in hit for r in s.inputs):
+            if s.name in names and s.name not in hit and any(r in hit for r in s.reads):
                 hit.add(s.name)
                 changed = True
     return hit
