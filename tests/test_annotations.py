@@ -184,3 +184,21 @@ def test_lnmkit_mil_never_imports_the_synthetic_generator():
     assert out.stdout.strip() == "[]"
     for path in (Path(__file__).parents[1] / "lnmkit" / "mil").glob("*.py"):
         assert "lnmkit.synth" not in path.read_text(), path
+
+
+def test_cli_synth_writes_the_planted_tumour_as_geojson_annotations(tmp_path):
+    from typer.testing import CliRunner
+
+    from lnmkit.cli import app
+    from lnmkit.synth import load_truth
+
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "c"), "--n-patients", "4", "--seed", "2",
+                                      "--slide-size", "512"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "c" / "truth" / "annotations"
+    assert str(folder) in result.output
+    truth = load_truth(tmp_path / "c")["slides"]
+    read = read_annotations(folder, classes="Tumor")
+    assert sorted(read) == sorted(truth)
+    with_tumour = [s for s, e in truth.items() if e["kind"] == "pn_positive"]
+    assert all(read[s].n_regions > 0 for s in with_tumour)
