@@ -143,6 +143,8 @@ def test_localisation_auc_from_a_geojson_folder_equals_the_fraction_labels(tmp_p
     assert strict.per_slide["n_tumour"].sum() == sum(int((fractions[s] >= 0.9).sum()) for s in ("S1", "S2"))
     with pytest.raises(ValueError, match="no tile size"):
         attention_localisation_auc(table, tmp_path)
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
+        attention_localisation_auc(table, fractions, threshold=0)
 
 
 def test_planted_masks_as_geojson_give_the_planted_tile_labels(synthetic_cohort_dir, tmp_path):

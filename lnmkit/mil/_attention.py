@@ -475,6 +475,8 @@ def attention_localisation_auc(attention, annotations, score="attention_pct", th
 
     where = "attention_localisation_auc"
     check_fraction(threshold, "threshold", where)
+    if threshold == 0:
+        raise ValueError(f"{where}: threshold must be in (0, 1] (0 would make every tile tumour); got 0.")
     annotations = _as_annotations(annotations, classes, mask_downsample, where)
     tables = {}
     if isinstance(attention, pd.DataFrame):
