@@ -71,7 +71,8 @@ class CohortReport:
     def todo(self):
         """list of str: checklist items the analyst still has to write."""
         c = self.checklist
-        return [f"{i}: {t}" for i, t in zip(c.index, c["topic"][c["status"] == "to do"])]
+        todo = c[c["status"] == "to do"]
+        return [f"{i}: {t}" for i, t in zip(todo.index, todo["topic"])]
 
     @property
     def images(self):
