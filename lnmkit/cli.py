@@ -502,6 +502,142 @@ def nomogram(
     typer.echo(f"-> {out} ({', '.join(p.name for p in report.files.values())})")
 
 
+@app.command()
+def fusion(
+    cohort_dir: str = typer.Argument(..., help="Cohort folder (clinical.csv, outcomes.csv, radiology_nodes.csv)."),
+    out: str = typer.Option(..., "--out", help="CSV of the fusion table (a .json description is written beside it)."),
+    mil: Optional[str] = typer.Option(None, "--mil", help="Folder written by `lnmkit mil` (out-of-fold slide scores)."),
+    radiology: bool = typer.Option(True, "--radiology/--no-radiology", help="Add radiology node features (rad_*)."),
+):
+    """Build the fusion table: schema-encoded clinical columns, radiology features, slide scores.
+
+    Slide scores come from the MIL cross-fit (out-of-fold; embeddings are never included).
+    The table is read back by lnmkit.fusion.FusionTable.load(OUT) and by `lnmkit lnm-models`.
+    """
+    from lnmkit.cohort import Cohort
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.fusion import build_fusion_table
+
+    try:
+        cohort = Cohort.from_dir(cohort_dir, check_files=False)
+        slide = None
+        if mil is not None:
+            from lnmkit.mil import CrossFitResult
+
+            slide = CrossFitResult.load(mil)
+        table = build_fusion_table(cohort, slide=slide, radiology=True if radiology else None)
+        path = table.save(out)
+    except (LnmkitError, ValueError, TypeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(repr(table))
+    typer.echo(f"-> {path} (+ {path.name}.json)")
+
+
+@app.command("lnm-models")
+def lnm_models(
+    fusion_csv: str = typer.Argument(..., help="Fusion table written by `lnmkit fusion`."),
+    cohort: str = typer.Option(..., "--cohort", help="Cohort folder (outcomes.csv gives pn_status)."),
+    out: str = typer.Option(..., "--out", help="Folder for comparison.csv, metrics, predictions, plots, models."),
+    model: str = typer.Option("ridge", "--model", help="logistic (unpenalised) | ridge | xgb."),
+    n_splits: int = typer.Option(5, "--n-splits", help="Outer folds (split by patient)."),
+    inner_splits: int = typer.Option(5, "--inner-splits", help="Inner folds of the hyperparameter search."),
+    seed: int = typer.Option(0, "--seed", help="Seed of folds and models."),
+    features: Optional[str] = typer.Option(
+        None, "--features",
+        help="Feature-bag folder of `lnmkit features`: slide scores are then cross-fitted nested inside the "
+             "outer folds (K x (K+1) MIL fits), the only honest estimate for feature sets with slides."),
+    mil_epochs: Optional[int] = typer.Option(None, "--mil-epochs", show_default="MILClassifier's",
+                                             help="Maximum MIL epochs of the nested cross-fits."),
+    n_bootstrap: int = typer.Option(1000, "--n-bootstrap", help="Stratified bootstrap resamples of each AUC."),
+):
+    """Compare LNM models (clinical, + radiology, + slide, all) by nested cross-validation.
+
+    Without --features, feature sets with slide scores are left out: scores from a single
+    cross-fit would leak under the outer folds.
+    """
+    from lnmkit.cohort import Cohort
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.fusion import FusionTable, nested_cross_fit
+    from lnmkit.models import run_lnm_models
+
+    try:
+        table = FusionTable.load(fusion_csv)
+        co = Cohort.from_dir(cohort, check_files=False)
+        table.outcomes = co.outcomes
+        y = table.lnm_labels()
+        stacked = None
+        if features is not None:
+            from lnmkit.features import open_features
+            from lnmkit.mil import MILClassifier, load_bags
+
+            bags = load_bags(open_features(features), co, progress=False)
+            params = {"tasks": ("lnm",)} if mil_epochs is None else {"tasks": ("lnm",), "max_epochs": mil_epochs}
+            known = y.dropna()
+            folds = None
+            from lnmkit.models import make_patient_folds
+
+            pids = [p for p in bags if p in known.index]
+            folds = make_patient_folds(pids, known.loc[pids].to_numpy(), n_splits=n_splits, random_state=seed)
+            stacked = nested_cross_fit({p: bags[p] for p in pids}, co.outcomes, folds=folds,
+                                       estimator=MILClassifier(random_state=seed, **params), random_state=seed)
+            table.frame = table.frame.loc[pids]
+        run = run_lnm_models(table, y, out, model=model, stacked=stacked, n_splits=n_splits,
+                             inner_splits=inner_splits, seed=seed, n_bootstrap=n_bootstrap)
+    except (LnmkitError, ValueError, TypeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(run.comparison.table.to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"-> {out} ({', '.join(sorted(run.files))})")
+
+
+@app.command()
+def report(
+    cohort: str = typer.Argument(..., help="Cohort folder (outcomes, slides, radiology nodes)."),
+    table: str = typer.Option(..., "--table", help="Fusion table written by `lnmkit fusion` (CSV + JSON)."),
+    lnm_model: str = typer.Option(..., "--lnm-model", help="LNM model JSON written by an lnmkit model's save()."),
+    out: str = typer.Option(..., "--out", help="Folder for <patient_id>.html, cohort.html and index.csv."),
+    mil: Optional[str] = typer.Option(None, "--mil", help="MIL cross-fit folder (run by `lnmkit mil`): tile maps."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature-bag folder (tile sizes for maps)."),
+    patient: Optional[list[str]] = typer.Option(None, "--patient", help="Patient to report (repeat; default all)."),
+    pngs: bool = typer.Option(False, "--pngs", help="Also write every figure as a PNG under png/."),
+    otc_threshold: float = typer.Option(0.5, "--otc-threshold", help="OTC score that flags a pN0 patient."),
+):
+    """Write patient reports and the cohort report as self-contained HTML files."""
+    import warnings
+
+    from lnmkit.cohort import Cohort
+    from lnmkit.exceptions import LnmkitError
+    from lnmkit.fusion import FusionTable
+    from lnmkit.models import load_model
+    from lnmkit.report import write_reports
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            co = Cohort.from_dir(cohort)
+        fusion = FusionTable.load(table)
+        model = load_model(lnm_model)
+        crossfit = None
+        if mil is not None:
+            from lnmkit.mil import CrossFitResult
+
+            crossfit = CrossFitResult.load(mil)
+        tile_size = None
+        if features is not None:
+            from lnmkit.features import open_features
+
+            tile_size = open_features(features)
+        index = write_reports({"lnm": model}, fusion, out, patient_ids=patient or None, outcomes=co,
+                              crossfit=crossfit, tile_size_level0=tile_size, otc_threshold=otc_threshold,
+                              pngs=pngs, progress=False)
+    except (LnmkitError, ValueError, TypeError, OSError, KeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(index.to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"-> {out} ({len(index)} patient reports, cohort.html, index.csv)")
+
+
 def main():
     """Entry point of the ``lnmkit`` console script."""
     app()

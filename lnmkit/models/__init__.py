@@ -9,6 +9,7 @@ from lnmkit.models._compare import ModelComparison, compare_models, default_feat
 from lnmkit.models._folds import make_patient_folds
 from lnmkit.models._lnm import LNMLogisticRegression, LNMXGBClassifier, load_model
 from lnmkit.models._nested import NestedCVResult, nested_cv
+from lnmkit.models._report import LNMModelsRun, run_lnm_models
 from lnmkit.models._stacking import NestedFeatures
 from lnmkit.models._survival_cv import cross_val_survival
 from lnmkit.models._survival_forest import GradientBoostedSurvival, RandomSurvivalForest
@@ -32,4 +33,6 @@ __all__ = [
     "load_model",
     "make_patient_folds",
     "nested_cv",
+    "LNMModelsRun",
+    "run_lnm_models",
 ]
