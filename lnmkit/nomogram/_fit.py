@@ -232,7 +232,7 @@ def efron_baseline(lp, time, event):
     return times, surv
 
 
-def fit_cox(X, time, event):
+def fit_cox(X, time, event, init=None):
     """Cox proportional hazards fit (lifelines ``CoxPHFitter``, Efron ties, no penalty).
 
     Parameters
@@ -240,6 +240,9 @@ def fit_cox(X, time, event):
     X : ndarray of shape (n, p)
     time : ndarray of shape (n,)
     event : ndarray of shape (n,), 0/1
+    init : ndarray of shape (p,), optional
+        Starting coefficients (bootstrap refits start from the original fit: fewer
+        Newton steps, same maximum).
 
     Returns
     -------
@@ -267,10 +270,14 @@ def fit_cox(X, time, event):
     frame = pd.DataFrame(q * scale, columns=names)
     frame["_time"] = time
     frame["_event"] = event
+    start = None
+    if init is not None:
+        # lifelines starts from coefficients of its own standardised columns
+        start = (r @ np.asarray(init, dtype=float)) / scale * frame[names].std().to_numpy()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            cph = CoxPHFitter().fit(frame, duration_col="_time", event_col="_event")
+            cph = CoxPHFitter().fit(frame, duration_col="_time", event_col="_event", initial_point=start)
         except Exception as exc:  # ConvergenceError, singular Hessian: the sample is unusable
             raise FitFailure(f"Cox fit failed: {exc}") from exc
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):

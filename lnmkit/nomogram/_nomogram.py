@@ -286,10 +286,10 @@ class Nomogram:
         return nomogram_from_model(model, data=data, outcome=outcome, times=times)
 
     # ------------------------------------------------------------------ fitting
-    def _fit_matrix(self, X, y):
+    def _fit_matrix(self, X, y, init=None):
         if self.kind == "logistic":
             return fit_logistic(X, y)
-        return fit_cox(X, y[0], y[1])
+        return fit_cox(X, y[0], y[1], init=init)
 
     def _set_fit(self, fit, X):
         self.fit_ = fit
