@@ -295,3 +295,30 @@ def test_report_renders_in_headless_chromium_without_network(context, tmp_path):
                                  "--dump-dom", control.as_uri()],
                          capture_output=True, timeout=180, check=False, text=True).stdout
     assert "LOADED 0 OF 1 REQUESTS 1" in dom
+
+
+def test_cli_report_writes_patient_and_cohort_reports(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from lnmkit.cli import app
+
+    table_path = run["table"].save(tmp_path / "fusion.csv")
+    model_path = tmp_path / "lnm.json"
+    run["lnm"].save(model_path)
+    mil_dir = run["cf"].save(tmp_path / "mil")
+    pid = run["cf"].oof.index[0]
+    res = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(table_path), "--lnm-model",
+                                   str(model_path), "--mil", str(mil_dir), "--features", str(run["fs"].root),
+                                   "--patient", pid, "--out", str(tmp_path / "reports")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "reports" / f"{pid}.html").read_text(encoding="utf-8")
+    assert "Slide evidence" in text and text.count("<img ") >= 3
+    assert (tmp_path / "reports" / "cohort.html").is_file()
+    index = pd.read_csv(tmp_path / "reports" / "index.csv", dtype={"patient_id": str})
+    assert index["patient_id"].tolist() == [pid]
+    names, slide_strings = _secrets(run)
+    for s in names + slide_strings:
+        assert s not in text
+    bad = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(tmp_path / "missing.csv"),
+                                   "--lnm-model", str(model_path), "--out", str(tmp_path / "r2")])
+    assert bad.exit_code == 2 and "error:" in bad.output
