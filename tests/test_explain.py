@@ -303,3 +303,13 @@ def test_permutation_sampler_is_exact_shapley_for_few_features():
                     phi += w * (value(x, list(sub) + [k]) - value(x, list(sub)))
             assert ex.values[i, k] == pytest.approx(phi, abs=1e-10)
     _assert_additive(ex, f(X))
+
+
+def test_text_columns_are_shown_as_categories(lnmkit_models):
+    X, fitted = lnmkit_models
+    text = X.assign(tgrade=X["tgrade"].astype(str))
+    m = pytest.importorskip("lnmkit.models").LNMLogisticRegression().fit(text, (X["pnodes"] > 3).astype(int))
+    ex = explain(m, text)
+    _assert_additive(ex, m.decision_function(text))
+    j = list(ex.feature_names).index("tgrade")
+    assert ex.display_data[0, j] == text["tgrade"].iloc[0]

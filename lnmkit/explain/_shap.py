@@ -318,6 +318,8 @@ def _encode(X):
     cats = {}
     for c in X.columns:
         col = X[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            col = col.astype("category")  # text columns are shown and masked like categoricals
         if isinstance(col.dtype, pd.CategoricalDtype):
             cats[c] = col.dtype
             codes = col.cat.codes.to_numpy().astype(np.float64)
@@ -344,7 +346,7 @@ def _decode(arr, columns, cats, dtypes):
 
 def _display(X):
     """Display values (category labels as strings), or None when all columns are numeric."""
-    if not any(isinstance(X[c].dtype, pd.CategoricalDtype) for c in X.columns):
+    if not any(isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object for c in X.columns):
         return None
     return X.astype(object).where(X.notna(), np.nan).to_numpy()
 
