@@ -114,6 +114,13 @@ class Term:
                    low=d["low"], high=d["high"], adjust_to=d["adjust_to"])
 
 
+def _level_name(level):
+    """A level as R prints it in a coefficient name (``1.0`` -> ``1``)."""
+    if isinstance(level, (float, np.floating)) and float(level).is_integer():
+        return str(int(level))
+    return str(level)
+
+
 def _level_codes(values, levels, name):
     """Index of each value in ``levels`` (compared as strings), -1 where absent."""
     lookup = {str(lv): j for j, lv in enumerate(levels)}
@@ -300,7 +307,7 @@ def build_design(data, predictors, splines=None, knots=4, categorical=None, wher
                     f"(dtype {col.dtype}); splines apply to numeric predictors only.")
             levels = _levels_of(col)
             terms.append(Term(name=name, kind="categorical",
-                              columns=tuple(f"{name}={lv}" for lv in levels[1:]),
+                              columns=tuple(f"{name}={_level_name(lv)}" for lv in levels[1:]),
                               levels=levels, axis=levels, low=levels[0], high=levels[-1],
                               adjust_to=_mode(col)))
             continue

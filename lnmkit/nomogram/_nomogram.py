@@ -394,14 +394,18 @@ class Nomogram:
         Returns
         -------
         pandas.Series or pandas.DataFrame
-            Logistic: a Series of P(outcome). Cox: one column ``S(t)`` per time.
+            Logistic: a Series of P(outcome), named ``P(<outcome>)``. Cox: patients x
+            times, S(t) with one column per time of ``times`` (column labels are the
+            times, as ``predict_survival_function`` of lnmkit's survival models).
         """
         lp = self.linear_predictor(df)
         axes = self.outcome_axes
         if self.kind == "logistic":
             return pd.Series(expit(lp.to_numpy()), index=lp.index, name=axes[0].label)
-        return pd.DataFrame({ax.label: self.fit_.survival(lp.to_numpy(), ax.time) for ax in axes},
-                            index=lp.index)
+        out = pd.DataFrame({ax.time: self.fit_.survival(lp.to_numpy(), ax.time) for ax in axes},
+                           index=lp.index)
+        out.columns = pd.Index(out.columns, name="time")
+        return out
 
     def predict_from_points(self, total_points):
         """Probabilities read from total points, as the bottom axes of the chart do.

@@ -123,7 +123,7 @@ def _mark_patient(ax, nomo, patient, rows, to_x):
     ax.vlines(xt, bottom, rows["Total Points"], color=color, lw=1.0, ls="--", zorder=4)
     pred = nomo.predict(patient)
     values = ({pred.name: float(pred.iloc[0])} if isinstance(pred, pd.Series)
-              else {c: float(pred[c].iloc[0]) for c in pred.columns})
+              else {f"S({t:g})": float(pred[t].iloc[0]) for t in pred.columns})
     for label, value in values.items():
         ax.plot([xt], [rows[label]], "o", color=color, ms=5, zorder=5)
         ax.text(xt + 1.2, rows[label] - 0.3, f"{value:.3f}", color=color, fontsize=8,

@@ -75,7 +75,7 @@ def write_nomogram(data, predictors, outcome, out_dir, kind="logistic", times=No
     files["points"] = _csv(points, out / "points.csv")
     files["table"] = _csv(nomo.table(), out / "table.csv", index=False)
     pred = nomo.predict(data)
-    pred = pred.to_frame() if isinstance(pred, pd.Series) else pred
+    pred = pred.to_frame() if isinstance(pred, pd.Series) else pred.rename(columns=lambda t: f"S({t:g})")
     predictions = pd.concat([points[["total_points"]], nomo.linear_predictor(data), pred], axis=1)
     files["predictions"] = _csv(predictions, out / "predictions.csv")
     validation = calibration = None
