@@ -313,3 +313,25 @@ def test_text_columns_are_shown_as_categories(lnmkit_models):
     _assert_additive(ex, m.decision_function(text))
     j = list(ex.feature_names).index("tgrade")
     assert ex.display_data[0, j] == text["tgrade"].iloc[0]
+
+
+def test_lnm_probability_interval_against_statsmodels(gbsg2):
+    """Delta-method interval of P(LNM) of an unpenalised logistic model = statsmodels GLM get_prediction."""
+    import statsmodels.api as sm
+
+    from lnmkit.report import ReportContext
+
+    models = pytest.importorskip("lnmkit.models")
+    X, yb, _ = gbsg2
+    Xn = _numeric(X)[["age", "tsize", "pnodes", "progrec"]].iloc[:300]
+    y = yb.iloc[:300]
+    m = models.LNMLogisticRegression().fit(Xn, y)
+    ctx = ReportContext({"lnm": m}, Xn, provenance={c: "clinical" for c in Xn.columns})
+    rep = ctx.patient_report("P007")
+    glm = sm.GLM(y.to_numpy(), sm.add_constant(Xn.to_numpy()), family=sm.families.Binomial()).fit()
+    ci = glm.get_prediction(sm.add_constant(Xn.to_numpy())[[7]]).conf_int(alpha=0.05)[0]
+    # both are Wald intervals on the linear predictor mapped through the logistic function
+    assert rep.summary["lnm_lower"] == pytest.approx(ci[0], abs=1e-4)
+    assert rep.summary["lnm_upper"] == pytest.approx(ci[1], abs=1e-4)
+    assert rep.summary["lnm_probability"] == pytest.approx(glm.predict(sm.add_constant(Xn.to_numpy())[[7]])[0],
+                                                           abs=1e-5)

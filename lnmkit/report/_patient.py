@@ -232,11 +232,15 @@ class ReportContext:
     thumbnail_size : int, default=768
     endpoint : str, default="os"
         Survival endpoint of the cohort curve and the OTC comparison.
+    lnm_intervals : pandas.DataFrame, optional
+        Columns ``lower`` and ``upper`` indexed by patient_id: intervals of P(LNM)
+        computed elsewhere (e.g. by bootstrap), shown for models without a
+        coefficient covariance (tree ensembles).
     """
 
     def __init__(self, models, fusion_table, *, outcomes=None, crossfit=None, slides=None, tile_size_level0=None,
                  nomogram=None, radiology_nodes=None, provenance=None, horizons=None, risk_thresholds=None,
-                 otc_threshold=0.5, level=0.95, n_tiles=6, thumbnail_size=768, endpoint="os"):
+                 otc_threshold=0.5, level=0.95, n_tiles=6, thumbnail_size=768, endpoint="os", lnm_intervals=None):
         from lnmkit.explain import explain, modality_shap, provenance_of, tile_shap
         from lnmkit.explain._shap import _frame_of
 
@@ -277,6 +281,7 @@ class ReportContext:
         self.thumbnail_size = int(thumbnail_size)
         self.endpoint = endpoint
         self.otc_threshold = float(otc_threshold)
+        self.lnm_intervals = lnm_intervals
         self.forbidden = forbidden_strings({**{s: None for s in sids}, **self.slides})
         self.explanations, self.modality, self.tiles, self.rows = {}, {}, {}, {}
         for role, model in self.models.items():
@@ -401,6 +406,8 @@ class ReportContext:
             if pid in self.lnm_prob.index:
                 p = float(self.lnm_prob[pid])
                 lo, hi = _probability_interval(self.models["lnm"], self.frame.loc[[pid]], self.level)
+                if lo is None and self.lnm_intervals is not None and pid in self.lnm_intervals.index:
+                    lo, hi = (float(self.lnm_intervals.loc[pid, "lower"]), float(self.lnm_intervals.loc[pid, "upper"]))
                 t1, t2 = self.risk_thresholds
                 group = "low" if p < t1 else ("intermediate" if p < t2 else "high")
                 summary.update(lnm_probability=p, lnm_lower=lo, lnm_upper=hi, risk_group=group)
