@@ -335,3 +335,19 @@ def test_lnm_probability_interval_against_statsmodels(gbsg2):
     assert rep.summary["lnm_upper"] == pytest.approx(ci[1], abs=1e-4)
     assert rep.summary["lnm_probability"] == pytest.approx(glm.predict(sm.add_constant(Xn.to_numpy())[[7]])[0],
                                                            abs=1e-5)
+
+
+def test_patient_report_shows_the_nomogram_position(gbsg2):
+    nomogram = pytest.importorskip("lnmkit.nomogram")
+    models = pytest.importorskip("lnmkit.models")
+    from lnmkit.report import ReportContext
+
+    X, yb, _ = gbsg2
+    X = X[["age", "tsize", "pnodes"]]
+    m = models.LNMLogisticRegression().fit(X, yb)
+    nomo = nomogram.Nomogram.from_model(m, data=X)
+    rep = ReportContext({"lnm": m}, X, provenance={c: "clinical" for c in X}, nomogram=nomo).patient_report("P003")
+    sec = next(s for s in rep.sections if s.key == "nomogram")
+    assert sec.images["nomogram"][:4] == b"\x89PNG"
+    assert "total_points" in sec.body
+    plt.close("all")
