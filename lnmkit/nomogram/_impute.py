@@ -16,6 +16,15 @@ from lnmkit.exceptions import NomogramInputError
 __all__ = ["PredictorImputer"]
 
 
+def _as_float(series):
+    """A numeric column as float64 with NaN for missing (nullable Int64 / boolean included)."""
+    return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def _numeric_block(data, columns):
+    return np.column_stack([_as_float(data[c]).to_numpy() for c in columns])
+
+
 class PredictorImputer:
     """Fill missing predictor values with statistics of the rows it was fitted on.
 
@@ -50,8 +59,7 @@ class PredictorImputer:
                 raise NomogramInputError(f"imputation: column {col!r} has no observed value to impute from.")
             self.modes_[col] = observed.value_counts().idxmax()
         if isinstance(self.method, str):
-            self.medians_ = {col: float(pd.to_numeric(data[col], errors="coerce").median())
-                             for col in self.numeric}
+            self.medians_ = {col: float(_as_float(data[col]).median()) for col in self.numeric}
             bad = [c for c, v in self.medians_.items() if np.isnan(v)]
             if bad:
                 raise NomogramInputError(f"imputation: column(s) {bad} have no observed value to impute from.")
@@ -59,7 +67,7 @@ class PredictorImputer:
         elif self.numeric:
             from sklearn.base import clone
 
-            self.estimator_ = clone(self.method).fit(data[self.numeric].to_numpy(dtype=float))
+            self.estimator_ = clone(self.method).fit(_numeric_block(data, self.numeric))
         else:
             self.estimator_ = None
         return self
@@ -82,9 +90,9 @@ class PredictorImputer:
         if self.numeric:
             if self.estimator_ is None:
                 for col, med in self.medians_.items():
-                    out[col] = pd.to_numeric(out[col], errors="coerce").fillna(med)
+                    out[col] = _as_float(out[col]).fillna(med)
             else:
-                filled = self.estimator_.transform(out[self.numeric].to_numpy(dtype=float))
+                filled = self.estimator_.transform(_numeric_block(out, self.numeric))
                 out[self.numeric] = np.asarray(filled, dtype=float)
         return out
 
