@@ -29,6 +29,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tiles.py
 	$(BIN)/python benchmarks/bench_mil.py
+	$(BIN)/python benchmarks/bench_survival.py
 
 clean:
 	rm -rf $(VENV) lnmkit-demo
