@@ -168,8 +168,10 @@ class TileShap:
     def localisation(self, tile_labels, threshold=0.5, patients=None):
         """Tile-level AUC of the shares against tumour labels (planted truth or annotations).
 
-        Tiles are ranked by their share in the direction of the patient's slide
-        SHAP value, so the AUC says whether the evidence tiles are the tumour tiles.
+        Each feature's shares are oriented by the sign of ``phi / delta`` (the
+        direction in which the fused model turns a higher slide score), so tiles
+        that raise the MIL score rank first whatever the patient's risk; the AUC
+        then says whether the tiles behind the slide score are the tumour tiles.
 
         Parameters
         ----------
@@ -188,9 +190,14 @@ class TileShap:
         tab = self.table
         if patients is not None:
             tab = tab[tab["patient_id"].isin([str(p) for p in patients])]
-        sign = np.sign(self.patients["shap_slide"].reindex(tab["patient_id"]).to_numpy())
-        sign[sign == 0] = 1.0
-        tab = tab.assign(evidence=tab["share"].to_numpy() * sign)
+        evidence = np.zeros(len(tab))
+        for f in self.features:
+            phi = self.patients[f"shap_{f}"].reindex(tab["patient_id"]).to_numpy(float)
+            delta = self.patients[f"delta_{f}"].reindex(tab["patient_id"]).to_numpy(float)
+            orient = np.sign(phi * np.where(np.isfinite(delta) & (delta != 0), delta, 1.0))
+            orient[orient == 0] = 1.0
+            evidence += orient * tab[f"share_{f}"].to_numpy(float)
+        tab = tab.assign(evidence=evidence)
         return attention_localisation_auc(tab, tile_labels, score="evidence", threshold=threshold)
 
     def plot(self, ax=None, patient_id=None, k=12):
