@@ -4,15 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lnmkit-installed
+# lnmkit with JupyterLab (jupyter), dask-jobqueue (hpc), MkDocs (docs) and the test tools
+EXTRAS := test,jupyter,hpc,docs
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: dependants that ask for an unpinned torch then keep this CPU build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,8 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# notebooks, the documentation build, end-to-end thresholds
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+docs: $(STAMP)
+	$(BIN)/python -m lnmkit.cohort._docs --check
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tiles.py
@@ -32,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_survival.py
 
 clean:
-	rm -rf $(VENV) lnmkit-demo
+	rm -rf $(VENV) lnmkit-demo site

@@ -34,6 +34,11 @@ class DemoResult:
         Out-of-fold MIL metrics (``metrics.json``).
     pipeline : lnmkit.pipeline.PipelineResult
         Which stages ran or were up to date, with their ``stage.json`` records.
+    evaluation : dict
+        Nested cross-validated AUC (LNM) and C-index (survival) with CIs per
+        feature set (``evaluation/summary.json``).
+    report : pathlib.Path
+        The cohort's model report, ``reports/report.html``.
     """
 
     out_dir: Path
@@ -43,6 +48,8 @@ class DemoResult:
     patient_table: pd.DataFrame
     metrics: dict
     pipeline: object = None
+    evaluation: dict = None
+    report: Path = None
 
     def summary_lines(self):
         """Human-readable lines describing the results.
@@ -66,12 +73,41 @@ class DemoResult:
         if localisation:
             lines.append(f"attention localisation AUC against planted tumour masks: "
                          f"{number(localisation.get('pooled_auc'))}")
+        lines += self.results_lines()
         lines += [
             f"cohort:        {self.cohort_dir}",
             f"feature bags:  {self.features_dir}",
             f"MIL outputs:   {self.mil_dir}",
             f"patient table: {self.out_dir / 'patient_table.csv'}",
         ]
+        if self.report is not None:
+            lines.append(f"report:        {self.report}")
+        return lines
+
+    def results_lines(self):
+        """The nested cross-validated results as a small text table (AUC, C-index, CIs).
+
+        Returns
+        -------
+        list of str
+        """
+        rows = []
+        for key, models in (self.evaluation or {}).items():
+            endpoint = "LNM" if key == "lnm" else key.removeprefix("survival_").upper()
+            metric = "AUC" if key == "lnm" else "C-index"
+            for model, values in models.items():
+                value = values.get("auc", values.get("c"))
+                rows.append((f"{endpoint} {metric}", model, value, values.get("lower"), values.get("upper")))
+        if not rows:
+            return []
+
+        def number(value):
+            return "  n/a" if value is None or value != value else f"{value:.3f}"
+
+        width = max(len(r[1]) for r in rows)
+        lines = [f"nested cross-validation by patient ({self.pipeline.config.evaluation.level:.0%} CI):"]
+        lines += [f"  {what:<12} {model:<{width}}  {number(v)}  [{number(lo)}, {number(hi)}]"
+                  for what, model, v, lo, hi in rows]
         return lines
 
 
@@ -116,6 +152,10 @@ def demo_config(out_dir, seed=0, n_splits=5, overrides=None):
     data = yaml.safe_load(default_config_text(out_dir / "cohort", output=out_dir))
     data["seed"] = int(seed)
     data["mil"]["n_splits"] = int(n_splits)
+    data["evaluation"]["n_splits"] = int(n_splits)
+    # demo-sized resampling: rms's own default for validate/calibrate is B=40
+    data["nomogram"]["bootstrap"] = 40
+    data["reports"]["n_patients"] = 2
     # The planted tumour, written as QuPath GeoJSON, plays the pathologist's annotations.
     data["mil"]["annotations"] = str(out_dir / "cohort" / "truth" / "annotations")
     return load_config(data, overrides=overrides)
@@ -154,7 +194,6 @@ def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5, *, ove
     """
     import yaml
 
-    from lnmkit.cohort import Cohort
     from lnmkit.pipeline import run_pipeline
 
     out_dir = Path(out_dir)
@@ -170,17 +209,17 @@ def run_demo(out_dir, n_patients=40, seed=0, slide_size=4096, n_splits=5, *, ove
                       + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     pipeline = run_pipeline(config, progress=progress)
 
-    cohort = Cohort.from_dir(cohort_dir, check_files=False)
     metrics = json.loads(pipeline.output("mil", "metrics").read_text())
-    radiology = pd.read_csv(pipeline.output("radiology", "features"), index_col="patient_id",
-                            dtype={"patient_id": str})
-    oof = pd.read_csv(pipeline.output("mil", "oof_scores"), index_col="patient_id", dtype={"patient_id": str})
-    slide_scores = oof[[c for c in ("lnm_score", "otc_score") if c in oof.columns]].add_prefix("slide_")
-    table = cohort.clinical.join(radiology).join(slide_scores)
+    fusion = pipeline.output("fusion", "table")
+    table = pd.read_csv(fusion, index_col="patient_id", dtype={"patient_id": str})
     with atomic_path(out_dir / "patient_table.csv") as tmp:
         table.to_csv(tmp)
+    evaluation = (json.loads(pipeline.output("evaluation", "summary").read_text())
+                  if "evaluation" in pipeline.records else {})
+    report = pipeline.output("reports", "report") if "reports" in pipeline.records else None
     atomic_write_text(out_dir / "demo_summary.json",
-                      json.dumps({"mil": metrics, "n_patients": len(table)}, indent=2))
+                      json.dumps({"mil": metrics, "evaluation": evaluation, "n_patients": len(table),
+                                  "report": None if report is None else str(report)}, indent=2))
     return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, features_dir=pipeline.output("features", "run"),
                       mil_dir=pipeline.output("mil", "metrics").parent, patient_table=table, metrics=metrics,
-                      pipeline=pipeline)
+                      pipeline=pipeline, evaluation=evaluation, report=report)

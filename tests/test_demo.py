@@ -21,7 +21,10 @@ def demo_run(tmp_path_factory, monkeypatch_module):
     # any read of the associated images (label, macro) fails the whole run
     monkeypatch_module.setattr(openslide.OpenSlide, "associated_images", property(refuse))
     out = tmp_path_factory.mktemp("demo")
-    return run_demo(out, n_patients=12, seed=3, slide_size=4096, n_splits=3)
+    # 12 patients: the slide score separates pN+ from pN0 perfectly, which a logistic nomogram cannot fit
+    return run_demo(out, n_patients=12, seed=3, slide_size=4096, n_splits=3, progress=False,
+                    overrides={"nomogram.predictors": ["age", "tumour_size_mm"], "nomogram.bootstrap": 10,
+                               "evaluation.inner_splits": 2, "evaluation.n_bootstrap": 50})
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,47 @@ def test_demo_summary_lines_name_outputs(demo_run):
     lines = "\n".join(demo_run.summary_lines())
     assert "out-of-fold LNM AUC" in lines
     assert str(demo_run.mil_dir) in lines
+    assert "nested cross-validation by patient (95% CI):" in lines
+    assert "LNM AUC" in lines and "OS C-index" in lines
+    assert f"report:        {demo_run.report}" in lines
+
+
+def test_demo_runs_every_stage_to_the_report(demo_run):
+    from lnmkit.pipeline import stage_names
+
+    assert list(demo_run.pipeline.table.index) == stage_names()
+    assert demo_run.report.is_file() and demo_run.report.name == "report.html"
+    assert demo_run.report.stat().st_size > 10_000
+    for key, models in demo_run.evaluation.items():
+        for model, row in models.items():
+            value = row.get("auc", row.get("c"))
+            assert 0 <= row["lower"] <= value <= row["upper"] <= 1, (key, model, row)
+    # a second run with the same parameters keeps the cohort and skips every stage
+    clinical = demo_run.cohort_dir / "clinical.csv"
+    before = clinical.stat().st_mtime_ns
+    again = run_demo(demo_run.out_dir, n_patients=12, seed=3, slide_size=4096, n_splits=3, progress=False,
+                     overrides={"nomogram.predictors": ["age", "tumour_size_mm"], "nomogram.bootstrap": 10,
+                                "evaluation.inner_splits": 2, "evaluation.n_bootstrap": 50})
+    assert clinical.stat().st_mtime_ns == before
+    assert again.pipeline.ran == []
+
+
+def test_demo_regenerates_the_cohort_for_another_seed_or_size(tmp_path):
+    from lnmkit._demo import _ensure_cohort
+
+    cohort = tmp_path / "cohort"
+    assert _ensure_cohort(cohort, 4, 0, 512, progress=False)
+    assert not _ensure_cohort(cohort, 4, 0, 512, progress=False)
+    assert _ensure_cohort(cohort, 4, 1, 512, progress=False)
+    assert load_truth(cohort)["parameters"]["seed"] == 1
+    assert _ensure_cohort(cohort, 5, 1, 512, progress=False)
+    assert len(pd.read_csv(cohort / "clinical.csv")) == 5
+    assert _ensure_cohort(cohort, 5, 1, 640, progress=False)
+    assert load_truth(cohort)["parameters"]["slide_size"] == 640
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "clinical.csv").write_text("patient_id\nP1\n")
+    with pytest.raises(FileExistsError, match="lnmkit.synth did not write"):
+        _ensure_cohort(tmp_path / "other", 4, 0, 512, progress=False)
 
 
 def test_demo_measures_localisation_against_the_planted_tumour_as_annotations(demo_run):

@@ -27,7 +27,7 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 # Notebooks with slower cells (training) get a longer per-cell timeout.
-CELL_TIMEOUT_S = {"mil_attention.ipynb": 600, "06_nomogram.ipynb": 900, "07_explain_one_patient.ipynb": 900}
+CELL_TIMEOUT_S = {"00_quickstart.ipynb": 1200, "08_mil_attention.ipynb": 600, "06_nomogram.ipynb": 900, "07_explain_one_patient.ipynb": 900}
 DEFAULT_CELL_TIMEOUT_S = 300
 # Code that draws a matplotlib figure: lnmkit's plot methods, plot_node, pyplot figures.
 _DRAWS = re.compile(r"\.plot\(|\bplot_node\(|\bplt\.(subplots|figure|imshow)\(")

@@ -23,9 +23,12 @@ from lnmkit.pipeline import STAGES, load_config, plan_pipeline, read_record, run
 
 
 def _config(cohort, output, **sections):
+    """The slide and table stages up to the fusion table; the model stages are tested in the slow test."""
     data = {"cohort": str(cohort), "output": str(output), "seed": 0,
             "mil": {"n_splits": 3, "max_epochs": 4, "tasks": ["lnm"]},
             "endpoints": {"binary": ["lnm"], "survival": ["os"]},
+            "models": {"enabled": False}, "evaluation": {"enabled": False}, "nomogram": {"enabled": False},
+            "reports": {"enabled": False},
             "dask": {"cluster": "none"}}
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
@@ -36,7 +39,7 @@ def _enabled_names(config):
     return [s.name for s in STAGES if s.enabled(load_config(config))]
 
 
-def _downstream_of(key, names):
+def _downstream_of(key, names, config):
     """Stages whose configuration keys include ``key`` and every stage that reads them."""
     hit = {s.name for s in STAGES if s.name in names
            and any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in s.config_keys)}
@@ -44,7 +47,7 @@ def _downstream_of(key, names):
     while changed:
         changed = False
         for s in STAGES:
-            if s.name in names and s.name not in hit and any(r in hit for r in s.reads):
+            if s.name in names and s.name not in hit and any(r in hit for r in s.inputs_for(config)):
                 hit.add(s.name)
                 changed = True
     return hit
@@ -68,7 +71,7 @@ def _bags(run_dir):
 
 def test_every_stage_writes_stage_json(reference_run, synthetic_cohort_dir):
     assert reference_run.ran == _enabled_names(_config(synthetic_cohort_dir, reference_run.out_dir))
-    assert {"validate", "features", "mil", "radiology"} <= set(reference_run.ran)
+    assert {"validate", "features", "mil", "radiology", "fusion"} <= set(reference_run.ran)
     for name in reference_run.ran:
         record = json.loads((reference_run.out_dir / name / "stage.json").read_text())
         assert record["status"] == "complete" and record["stage"] == name
@@ -102,7 +105,7 @@ def test_rerun_skips_everything(reference_run):
 @pytest.mark.parametrize("key, value", [
     ("radiology.cancer", "general"),
     ("mil.n_splits", 4),
-    ("slides.min_tissue", 0.3),
+    ("slides.tile_size", 192),
     ("seed", 1),
 ])
 def test_changed_key_reruns_exactly_the_downstream_stages(reference_run, tmp_path, key, value):
@@ -111,11 +114,11 @@ def test_changed_key_reruns_exactly_the_downstream_stages(reference_run, tmp_pat
     config = load_config(reference_run.config.model_dump(mode="json"),
                          overrides={"output": str(run_dir), key: value})
     names = _enabled_names(config.model_dump(mode="json"))
-    expected = _downstream_of(key, names)
-    # the graph, stated for the stages that exist today
-    known = {"radiology.cancer": {"radiology"}, "mil.n_splits": {"mil"}, "slides.min_tissue": {"features", "mil"},
-             "seed": {"mil"}}[key]
-    assert known <= expected and "validate" not in expected
+    expected = _downstream_of(key, names, config)
+    # the graph, stated by hand for this configuration
+    known = {"radiology.cancer": {"radiology", "fusion"}, "mil.n_splits": {"mil", "fusion"},
+             "slides.tile_size": {"features", "mil", "fusion"}, "seed": {"mil", "fusion"}}[key]
+    assert expected == known
     planned = plan_pipeline(config)
     assert set(planned.index[planned["action"] == "run"]) == expected
     result = run_pipeline(config, progress=False)
@@ -254,3 +257,23 @@ def test_regenerated_slide_under_the_same_id_is_extracted_again(reference_run, t
     np.testing.assert_array_equal(bags_second[a["slide_id"]][0], bags_first[b["slide_id"]][0])
     np.testing.assert_array_equal(bags_second[b["slide_id"]][0], bags_first[a["slide_id"]][0])
     assert first.ran
+
+
+@pytest.mark.slow
+def test_every_stage_on_the_small_cohort(synthetic_cohort_dir, tmp_path):
+    data = _config(synthetic_cohort_dir, tmp_path / "run", models={"enabled": True},
+                   evaluation={"enabled": True, "n_splits": 3, "inner_splits": 2, "n_bootstrap": 20},
+                   nomogram={"enabled": True, "predictors": ["age", "tumour_size_mm"], "bootstrap": 10},
+                   reports={"enabled": True, "n_patients": 1})
+    result = run_pipeline(data, progress=False)
+    assert result.ran == [s.name for s in STAGES]
+    html = result.output("reports", "report").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:500].lower()
+    summary = json.loads(result.output("evaluation", "summary").read_text())
+    for model, row in summary["lnm"].items():
+        assert row["lower"] <= row["auc"] <= row["upper"], model
+    for model, row in summary["survival_os"].items():
+        assert row["lower"] <= row["c"] <= row["upper"], model
+    assert read_record(tmp_path / "run" / "fusion").input_hashes.keys() >= {"stage:mil_nested", "stage:radiology"}
+    again = run_pipeline(load_config(data, overrides={"nomogram.bootstrap": 5}), progress=False)
+    assert set(again.ran) == {"nomogram", "reports"}

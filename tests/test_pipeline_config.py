@@ -83,6 +83,7 @@ def test_missing_cohort_folder(tmp_path):
 
 def test_endpoint_the_cohort_lacks(tables_cohort):
     config = load_config({"cohort": str(tables_cohort), "slides": {"enabled": False}, "mil": {"enabled": False},
+                          "nomogram": {"predictors": ["age", "rad_n_suspicious"]},
                           "endpoints": {"survival": ["os", "dfs"]}})
     (problem,) = check_config(config)
     assert problem.startswith("endpoints.survival: 'dfs' is not an endpoint of the cohort")
@@ -107,6 +108,15 @@ def test_encoder_without_weights(tables_cohort, tmp_path, monkeypatch):
 def test_tables_only_cohort_with_slides_enabled(tables_cohort):
     problems = check_config(load_config({"cohort": str(tables_cohort)}))
     assert any(p.startswith("slides.enabled: true but") for p in problems)
+
+
+def test_nomogram_predictors_are_checked(tables_cohort):
+    config = load_config({"cohort": str(tables_cohort), "slides": {"enabled": False}, "mil": {"enabled": False},
+                          "nomogram": {"predictors": ["age", "tumor_size", "slide_lnm_score"]}})
+    problems = check_config(config)
+    assert "nomogram.predictors: ['tumor_size'] are neither clinical.csv columns nor rad_* / slide_* columns of " \
+           "the fusion table" in problems
+    assert "nomogram.predictors: slide_* predictors need mil.enabled: true" in problems
 
 
 @pytest.mark.parametrize("text, key", [
@@ -244,3 +254,13 @@ def test_docs_slurm_example_makes_the_job_script():
     assert f"#SBATCH -t {jq.walltime}" in script
     for directive in jq.job_extra_directives:
         assert f"#SBATCH {directive}" in script
+
+
+def test_mil_arch_choices_are_the_mil_architectures():
+    from typing import get_args
+
+    from lnmkit.mil import ARCHITECTURES
+    from lnmkit.pipeline import MILConfig
+
+    (literal, _none) = get_args(MILConfig.model_fields["arch"].annotation)
+    assert set(get_args(literal)) == set(ARCHITECTURES)

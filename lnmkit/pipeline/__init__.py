@@ -1,7 +1,8 @@
 """The main job in one call: a validated configuration, stages with ``stage.json`` caching and resume.
 
 ``run_pipeline("config.yaml")`` (CLI: ``lnmkit run config.yaml``) runs validate ->
-features -> MIL -> radiology -> ... each into ``<output>/<stage>/`` and skips the
+features -> MIL -> radiology -> nested MIL -> fusion -> models -> evaluation ->
+nomogram -> explanations -> reports, each into ``<output>/<stage>/``, and skips the
 stages whose configuration keys and inputs did not change. ``write_default_config``
 (CLI: ``lnmkit init-config``) writes a commented default for a cohort folder.
 
@@ -15,10 +16,14 @@ Examples
 from lnmkit.pipeline._config import (
     DaskConfig,
     EndpointsConfig,
+    EvaluationConfig,
     JobqueueConfig,
     MILConfig,
+    ModelsConfig,
+    NomogramConfig,
     PipelineConfig,
     RadiologyConfig,
+    ReportsConfig,
     SlidesConfig,
     check_config,
     config_hash,
@@ -33,11 +38,15 @@ from lnmkit.pipeline._template import default_config_text, write_default_config
 __all__ = [
     "DaskConfig",
     "EndpointsConfig",
+    "EvaluationConfig",
     "JobqueueConfig",
     "MILConfig",
+    "ModelsConfig",
+    "NomogramConfig",
     "PipelineConfig",
     "PipelineResult",
     "RadiologyConfig",
+    "ReportsConfig",
     "STAGES",
     "STAGE_FILE",
     "SlidesConfig",

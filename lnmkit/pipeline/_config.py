@@ -24,6 +24,10 @@ __all__ = [
     "MILConfig",
     "RadiologyConfig",
     "EndpointsConfig",
+    "ModelsConfig",
+    "EvaluationConfig",
+    "NomogramConfig",
+    "ReportsConfig",
     "DaskConfig",
     "JobqueueConfig",
     "load_config",
@@ -55,7 +59,8 @@ class MILConfig(_Section):
     """Cross-fitted attention MIL (:func:`lnmkit.mil.run_mil`)."""
 
     enabled: bool = True
-    arch: Literal["abmil", "gated-abmil", "clam-sb", "mean", "max"] = "abmil"
+    # None: MILClassifier's default; the names are lnmkit.mil.ARCHITECTURES (a test keeps them equal)
+    arch: Optional[Literal["instance", "abmil", "gated-abmil", "clam-sb", "mean", "max"]] = None
     n_splits: int = Field(5, ge=2)
     tasks: list[Literal["lnm", "otc", "survival"]] = Field(default_factory=lambda: ["lnm", "otc"])
     max_epochs: Optional[int] = Field(None, ge=1)
@@ -89,6 +94,53 @@ class EndpointsConfig(_Section):
 
     binary: list[Literal["lnm", "otc"]] = Field(default_factory=lambda: ["lnm"])
     survival: list[str] = Field(default_factory=lambda: ["os"])
+
+
+class ModelsConfig(_Section):
+    """Patient-level models fitted on the fusion table (:mod:`lnmkit.models`)."""
+
+    enabled: bool = True
+    lnm: Literal["logistic", "xgboost"] = "logistic"
+    survival: Literal["cox", "random-forest", "gradient-boosting", "xgb-cox"] = "cox"
+    penalizer: float = Field(0.1, ge=0)
+
+
+class EvaluationConfig(_Section):
+    """Nested cross-validation by patient (:func:`lnmkit.models.compare_models`,
+    :func:`lnmkit.evaluation.compare_survival_models`); its outer folds are also those
+    of the nested MIL slide scores."""
+
+    enabled: bool = True
+    n_splits: int = Field(5, ge=2)
+    inner_splits: int = Field(3, ge=2)
+    n_bootstrap: int = Field(200, ge=0)
+    level: float = Field(0.95, gt=0, lt=1)
+
+
+class NomogramConfig(_Section):
+    """rms-style nomograms on the fusion table (:func:`lnmkit.nomogram.write_nomogram`)."""
+
+    enabled: bool = True
+    predictors: list[str] = Field(default_factory=lambda: ["age", "ct_stage", "rad_n_suspicious",
+                                                           "slide_lnm_score"])
+    splines: list[str] = Field(default_factory=list)
+    times: list[float] = Field(default_factory=lambda: [24.0, 60.0])
+    bootstrap: int = Field(200, ge=0)
+
+    @field_validator("predictors")
+    @classmethod
+    def _some_predictors(cls, value):
+        if not value:
+            raise ValueError("needs at least one predictor column")
+        return value
+
+
+class ReportsConfig(_Section):
+    """Self-contained HTML reports (:mod:`lnmkit.report`)."""
+
+    enabled: bool = True
+    patients: list[str] = Field(default_factory=list)
+    n_patients: int = Field(3, ge=0)
 
 
 class JobqueueConfig(_Section):
@@ -147,9 +199,10 @@ class PipelineConfig(_Section):
         Run folder; every stage writes into its own subfolder.
     seed : int, default=0
         Seed of folds and model training.
-    slides, mil, radiology, endpoints, dask : sections
+    slides, mil, radiology, endpoints, models, evaluation, nomogram, reports, dask : sections
         See :class:`SlidesConfig`, :class:`MILConfig`, :class:`RadiologyConfig`,
-        :class:`EndpointsConfig` and :class:`DaskConfig`.
+        :class:`EndpointsConfig`, :class:`ModelsConfig`, :class:`EvaluationConfig`,
+        :class:`NomogramConfig`, :class:`ReportsConfig` and :class:`DaskConfig`.
     """
 
     cohort: Path
@@ -159,6 +212,10 @@ class PipelineConfig(_Section):
     mil: MILConfig = Field(default_factory=MILConfig)
     radiology: RadiologyConfig = Field(default_factory=RadiologyConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    nomogram: NomogramConfig = Field(default_factory=NomogramConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
     def section(self, key):
@@ -366,6 +423,18 @@ def check_config(config: PipelineConfig, *, check_encoder=True) -> list[str]:
             problems.append(f"slides.weights: file {str(config.slides.weights)!r} does not exist")
         elif check_encoder:
             problems += _encoder_problems(config.slides)
+    if config.models.enabled and not (config.endpoints.binary or config.endpoints.survival):
+        problems.append("models.enabled: true needs at least one endpoint (endpoints.binary or endpoints.survival)")
+    if config.mil.enabled and config.mil.annotations is not None and not Path(config.mil.annotations).is_dir():
+        problems.append(f"mil.annotations: folder {str(config.mil.annotations)!r} does not exist")
+    if config.nomogram.enabled:
+        clinical = set(_csv_columns(cohort / "clinical.csv").columns)
+        unknown = [p for p in config.nomogram.predictors if p not in clinical and not p.startswith(("rad_", "slide_"))]
+        if unknown:
+            problems.append(f"nomogram.predictors: {unknown} are neither clinical.csv columns nor rad_* / slide_* "
+                            "columns of the fusion table")
+        if any(p.startswith("slide_") for p in config.nomogram.predictors) and not config.mil.enabled:
+            problems.append("nomogram.predictors: slide_* predictors need mil.enabled: true")
     if config.radiology.images and not (cohort / "radiology_images.csv").is_file():
         problems.append(f"radiology.images: true but {str(cohort)!r} has no radiology_images.csv")
     return problems

@@ -104,11 +104,13 @@ class PipelineResult:
 
 
 def _input_hashes(stage, config, records) -> dict:
-    hashes = {f"stage:{name}": records[name].outputs_hash for name in stage.reads if name in records}
+    hashes = {f"stage:{name}": records[name].outputs_hash for name in stage.inputs_for(config) if name in records}
     for name in stage.cohort_files:
         hashes[f"cohort:{name}"] = cohort_file_hash(config, name)
     if stage.slide_files:
         hashes["slide_files"] = _slide_files_hash(config)
+    if stage.extra_inputs is not None:
+        hashes.update(stage.extra_inputs(config))
     return hashes
 
 
@@ -116,7 +118,7 @@ def _enabled(config):
     stages = [s for s in STAGES if s.enabled(config)]
     names = {s.name for s in stages}
     for stage in stages:
-        missing = [r for r in stage.reads if r not in names]
+        missing = [r for r in stage.requires if r not in names]
         if missing:
             raise ConfigError([f"{stage.name}: needs stage(s) {missing}, which the configuration switches off"])
     return stages
@@ -142,7 +144,7 @@ def plan_pipeline(config) -> pd.DataFrame:
     records, rows, dirty = {}, [], set()
     for stage in _enabled(config):
         record = read_record(out_dir / stage.name)
-        if any(r in dirty for r in stage.reads):
+        if any(r in dirty for r in stage.inputs_for(config)):
             ok, reason = False, "an input stage runs"
         else:
             ok, reason = is_current(stage, record, config_hash(config, stage.config_keys),

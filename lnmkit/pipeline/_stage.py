@@ -103,8 +103,10 @@ class Stage:
         Also the name of the stage's folder in the run folder.
     run : callable
         ``run(context) -> StageResult``.
+    requires : tuple of str
+        Stages whose outputs it needs (their output hashes are its inputs).
     reads : tuple of str
-        Stages whose outputs it reads (their output hashes are its inputs).
+        Stages whose outputs it uses when they are switched on.
     config_keys : tuple of str
         Dotted configuration keys its outputs depend on.
     cohort_files : tuple of str
@@ -117,18 +119,38 @@ class Stage:
     digest : callable, optional
         ``digest(outputs) -> dict`` of output hashes; by default every output
         file or folder is hashed whole.
+    extra_inputs : callable, optional
+        ``extra_inputs(config) -> dict`` of hashes of other files it reads (e.g.
+        an annotation folder named in the configuration).
+    choose_reads : callable, optional
+        ``choose_reads(config) -> tuple``: the subset of ``reads`` used under a
+        configuration (the fusion table takes the nested slide scores when they
+        exist, the plain cross-fit's otherwise).
     description : str
     """
 
     name: str
     run: Callable
+    requires: tuple = ()
     reads: tuple = ()
     config_keys: tuple = ()
     cohort_files: tuple = ()
     slide_files: bool = False
     enabled: Callable = lambda config: True
     digest: Optional[Callable] = None
+    extra_inputs: Optional[Callable] = None
+    choose_reads: Optional[Callable] = None
     description: str = ""
+
+    @property
+    def inputs(self) -> tuple:
+        """Every stage it may read: ``requires`` then ``reads``."""
+        return tuple(self.requires) + tuple(self.reads)
+
+    def inputs_for(self, config) -> tuple:
+        """The stages it reads under ``config`` (``choose_reads`` may narrow ``reads``)."""
+        reads = self.reads if self.choose_reads is None else self.choose_reads(config)
+        return tuple(self.requires) + tuple(reads)
 
     def output_hashes(self, outputs) -> dict:
         """Hashes of the stage's outputs (``{name: hash}``)."""
@@ -173,7 +195,7 @@ class StageRecord:
     outputs_hash: str = ""
     started: str = ""
     finished: str = ""
-    seconds: float = float("nan")
+    seconds: Optional[float] = None
     summary: dict = field(default_factory=dict)
     error: str = ""
 

@@ -11,7 +11,9 @@ import pandas as pd
 from lnmkit._io import atomic_path
 from lnmkit.pipeline._config import PipelineConfig, encoder_kwargs
 from lnmkit.pipeline._dask import dask_client
-from lnmkit.pipeline._stage import Stage, StageResult, hash_file, hash_text
+from lnmkit.pipeline._stage import Stage, StageResult, hash_file, hash_text, hash_tree
+from lnmkit.pipeline._stages_models import (run_evaluation, run_explanations, run_fusion, run_mil_nested, run_models,
+                                            run_nomogram, run_reports)
 
 __all__ = ["StageContext", "STAGES", "stage_names"]
 
@@ -171,13 +173,21 @@ def _run_mil(ctx: StageContext) -> StageResult:
     mil = ctx.config.mil
     params = {k: v for k, v in (("max_epochs", mil.max_epochs), ("max_tiles", mil.max_tiles),
                                 ("averaging_epochs", mil.averaging_epochs)) if v is not None}
-    run = run_mil(ctx.output("features", "run"), ctx.config.cohort, ctx.stage_dir, arch=mil.arch,
+    arch = {} if mil.arch is None else {"arch": mil.arch}
+    run = run_mil(ctx.output("features", "run"), ctx.config.cohort, ctx.stage_dir, **arch,
                   n_splits=mil.n_splits, seed=ctx.config.seed, tasks=tuple(mil.tasks), estimator_params=params,
                   progress=ctx.progress, annotations=mil.annotations, annotation_classes=mil.annotation_classes)
     summary = {"auc": {t: v.get("auc") for t, v in run.metrics.get("auc", {}).items()},
                "n_patients": run.metrics.get("n_patients")}
+    if run.metrics.get("attention_localisation"):
+        summary["attention_localisation_auc"] = run.metrics["attention_localisation"].get("pooled_auc")
     return StageResult({"oof_scores": ctx.stage_dir / "oof_scores.csv", "metrics": ctx.stage_dir / "metrics.json",
                         "attention": ctx.stage_dir / "attention", "models": ctx.stage_dir / "models"}, summary)
+
+
+def _annotation_inputs(config) -> dict:
+    folder = config.mil.annotations
+    return {} if folder is None else {"annotations": hash_tree(folder)}
 
 
 # -- radiology -------------------------------------------------------------------------------------
@@ -195,20 +205,57 @@ def _run_radiology(ctx: StageContext) -> StageResult:
     return StageResult({"features": path}, {"n_patients": int(len(table)), "n_columns": int(table.shape[1])})
 
 
+# the MIL keys that shape each fitted network (not its folds, nor the localisation annotations)
+_MIL_MODEL_KEYS = ("mil.enabled", "mil.arch", "mil.tasks", "mil.max_epochs", "mil.max_tiles", "mil.averaging_epochs")
+
+
+def _fusion_reads(config) -> tuple:
+    nested = config.mil.enabled and config.evaluation.enabled
+    return (("mil_nested",) if nested else ("mil",)) + ("radiology",)
+
+
 # -- the registry ----------------------------------------------------------------------------------
 
 STAGES = (
     Stage("validate", _run_validate, cohort_files=COHORT_TABLES, config_keys=("slides.enabled", "radiology.images"),
           description="check the cohort tables against data_schemas/"),
-    Stage("features", _run_features, reads=("validate",), config_keys=("slides",),
+    Stage("features", _run_features, requires=("validate",), config_keys=("slides",),
           cohort_files=("slides.csv",), slide_files=True, enabled=lambda c: c.slides.enabled,
           digest=_features_digest, description="tissue, tiles and tile features of every slide (resumable)"),
-    Stage("mil", _run_mil, reads=("features",), config_keys=("mil", "seed"),
+    Stage("mil", _run_mil, requires=("features",), config_keys=("mil", "seed"),
           cohort_files=("clinical.csv", "outcomes.csv", "slides.csv"), enabled=lambda c: c.mil.enabled,
+          extra_inputs=_annotation_inputs,
           description="cross-fitted attention MIL: out-of-fold slide scores and attention"),
-    Stage("radiology", _run_radiology, reads=("validate",), config_keys=("radiology",),
+    Stage("radiology", _run_radiology, requires=("validate",), config_keys=("radiology",),
           cohort_files=("clinical.csv", "radiology_nodes.csv", "radiology_images.csv"),
           enabled=lambda c: c.radiology.enabled, description="patient-level node features"),
+    Stage("mil_nested", run_mil_nested, requires=("features",),
+          config_keys=_MIL_MODEL_KEYS + ("seed", "evaluation.n_splits", "evaluation.inner_splits"),
+          cohort_files=("clinical.csv", "outcomes.csv", "slides.csv"),
+          enabled=lambda c: c.mil.enabled and c.evaluation.enabled,
+          description="slide scores out-of-fold at both levels of the nested evaluation"),
+    Stage("fusion", run_fusion, requires=("validate",), reads=("mil", "mil_nested", "radiology"),
+          choose_reads=_fusion_reads,
+          cohort_files=("clinical.csv", "outcomes.csv"),
+          description="one row per patient: clinical, radiology and slide-score columns"),
+    Stage("models", run_models, requires=("fusion",), config_keys=("models", "endpoints", "seed"),
+          cohort_files=("outcomes.csv",), enabled=lambda c: c.models.enabled,
+          description="final LNM and survival models fitted on every patient"),
+    Stage("evaluation", run_evaluation, requires=("fusion",), reads=("mil_nested",),
+          config_keys=("evaluation", "models", "endpoints", "seed"), cohort_files=("outcomes.csv",),
+          enabled=lambda c: c.evaluation.enabled,
+          description="nested cross-validation: AUC and C-index with confidence intervals"),
+    Stage("nomogram", run_nomogram, requires=("fusion",), config_keys=("nomogram", "endpoints", "seed"),
+          cohort_files=("outcomes.csv",), enabled=lambda c: c.nomogram.enabled,
+          description="rms-style nomograms with bootstrap validation and calibration"),
+    Stage("explanations", run_explanations, requires=("fusion", "models"), config_keys=("models", "endpoints", "seed"),
+          cohort_files=("outcomes.csv",), enabled=lambda c: c.models.enabled,
+          description="SHAP values of the final models, modality shares, global plots"),
+    Stage("reports", run_reports, requires=("fusion", "models"), reads=("features", "mil", "evaluation", "nomogram"),
+          config_keys=("reports", "models", "endpoints", "nomogram", "evaluation", "seed"),
+          cohort_files=COHORT_TABLES, slide_files=True,
+          enabled=lambda c: c.reports.enabled and c.models.enabled,
+          description="report.html (cohort model report, TRIPOD+AI) and patient reports"),
 )
 
 

@@ -32,7 +32,7 @@ slides:                 # slide -> tissue -> tiles -> encoder -> one HDF5 bag pe
 
 mil:                    # attention MIL, cross-fitted by patient: out-of-fold slide scores
   enabled: {mil_enabled}         # needs slides (the feature bags) and a binary endpoint
-  arch: abmil           # abmil | gated-abmil | clam-sb | mean | max
+  arch: null            # instance | abmil | gated-abmil | clam-sb | mean | max; null: MILClassifier's default
   n_splits: 5           # cross-fitting folds
   tasks: {mil_tasks}      # heads: lnm (pn_status), otc (occult tumour cells), survival (os)
   max_epochs: null      # null: MILClassifier's default
@@ -51,6 +51,31 @@ radiology:              # radiology node table (and node images) -> patient-leve
 endpoints:              # what the patient-level models predict
   binary: {binary}        # lnm (pn_status) | otc
   survival: {survival}      # e.g. os, rfs: each needs <name>_months and <name>_event in outcomes.csv
+
+models:                 # final models on the fusion table, fitted on every patient
+  enabled: {models_enabled}         # needs an endpoint
+  lnm: logistic         # LNM classifier: logistic (L2) | xgboost
+  survival: cox         # survival model: cox | random-forest | gradient-boosting | xgb-cox
+  penalizer: 0.1        # ridge penalty of the Cox model
+
+evaluation:             # honest performance: nested cross-validation split by patient
+  enabled: {models_enabled}         # needs an endpoint; costs (n_splits x (inner_splits + 1) + n_splits) MIL fits
+  n_splits: 5           # outer folds (also those of the nested MIL slide scores)
+  inner_splits: 3       # inner folds (MIL stacking and hyperparameters)
+  n_bootstrap: 200      # bootstrap resamples of each AUC / C-index interval
+  level: 0.95           # confidence level of the intervals
+
+nomogram:               # rms-style nomograms: logistic (LNM) and Cox (first survival endpoint)
+  enabled: {models_enabled}         # needs an endpoint
+  predictors: {nomogram_predictors}  # fusion-table columns
+  splines: []           # numeric predictors entered as restricted cubic splines (4 knots)
+  times: [24, 60]       # survival horizons in months of the Cox nomogram's S(t) axes
+  bootstrap: 200        # resamples of the optimism-corrected validation and calibration (0: skip)
+
+reports:                # self-contained HTML: the cohort's model report and patient reports
+  enabled: {models_enabled}         # needs the models
+  patients: []          # patient_ids with a patient report; empty: the first n_patients
+  n_patients: 3         # patient reports written when `patients` is empty
 
 dask:                   # where the slide stages run (feature extraction, one task per slide)
   cluster: local        # local (processes on this machine) | none (in this process) | slurm | pbs
@@ -98,7 +123,9 @@ def default_config_text(cohort_dir, output="lnmkit-run", config_name="config.yam
         slides_enabled=str(has_slides).lower(), mil_enabled=str(has_slides and bool(binary)).lower(),
         mil_tasks=_flow(mil_tasks), radiology_enabled=str((cohort / "radiology_nodes.csv").is_file()).lower(),
         images=str((cohort / "radiology_images.csv").is_file()).lower(),
-        binary=_flow(binary), survival=_flow(survival[:1]))
+        binary=_flow(binary), survival=_flow(survival[:1]),
+        models_enabled=str(bool(binary or survival)).lower(),
+        nomogram_predictors=_flow(["age", "ct_stage", "rad_n_suspicious"] + (["slide_lnm_score"] if has_slides else [])))
 
 
 def write_default_config(cohort_dir, path="config.yaml", output="lnmkit-run", *, overwrite=False):
