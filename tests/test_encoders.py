@@ -469,10 +469,14 @@ def test_bf16_autocast_on_cpu_tracks_fp32(random_resnet, tiles4):
 REFERENCE_RTOL, REFERENCE_ATOL = 2e-4, 2e-5
 
 
-def _assert_matches_reference(tiles, mpp=0.5):
+def _reference_features(tiles, mpp=0.5):
+    return np.concatenate([_ref_encode_batch(tiles[i:i + 64], mpp) for i in range(0, len(tiles), 64)])
+
+
+def _assert_matches_reference(tiles, mpp=0.5, ref=None):
     enc = get_encoder("stain-texture", mpp=mpp)
     ours = enc.encode(tiles)
-    ref = np.concatenate([_ref_encode_batch(tiles[i:i + 64], mpp) for i in range(0, len(tiles), 64)])
+    ref = _reference_features(tiles, mpp) if ref is None else ref
     bad = ~np.isclose(ours, ref, rtol=REFERENCE_RTOL, atol=REFERENCE_ATOL)
     if bad.any():
         cols = sorted({enc.feature_names[j] for j in np.nonzero(bad)[1]})
@@ -531,14 +535,16 @@ def _cohort_tiles(cohort_dir, tile_size):
 
 @pytest.fixture(scope="module")
 def cohort_tiles(synthetic_cohort_dir):
+    """Tiles, coords, slide and patient ids, grids and reference features of the test cohort."""
     # 112-px tiles: the 2048-px test slides hold only a few dozen 224-px ones.
-    return _cohort_tiles(synthetic_cohort_dir, tile_size=112)
+    tiles, coords, slide_ids, patients, grids = _cohort_tiles(synthetic_cohort_dir, tile_size=112)
+    return tiles, coords, slide_ids, patients, grids, _reference_features(tiles)
 
 
 def test_stain_texture_matches_reference_on_synthetic_cohort(cohort_tiles, synthetic_cohort_dir):
-    tiles = cohort_tiles[0]
+    tiles, ref = cohort_tiles[0], cohort_tiles[-1]
     assert len(tiles) >= 100
-    _assert_matches_reference(tiles)
+    _assert_matches_reference(tiles, ref=ref)
     large = _cohort_tiles(synthetic_cohort_dir, tile_size=224)[0]
     assert len(large) >= 20
     _assert_matches_reference(large)
@@ -572,7 +578,7 @@ def test_focal_morphology_probe_not_worse_than_reference(cohort_tiles, synthetic
 
     from lnmkit.synth import load_planted_mask
 
-    tiles, coords, slide_ids, patients, grids = cohort_tiles
+    tiles, coords, slide_ids, patients, grids, ref = cohort_tiles
     label = np.zeros(len(tiles), dtype=bool)
     for slide_id, grid in grids.items():
         rows = slide_ids == slide_id
@@ -581,7 +587,6 @@ def test_focal_morphology_probe_not_worse_than_reference(cohort_tiles, synthetic
         label[rows] = inside >= 0.5
     assert 10 <= label.sum() <= len(label) - 10 and len(np.unique(patients[label])) >= 2
     ours = get_encoder("stain-texture").encode(tiles)
-    ref = np.concatenate([_ref_encode_batch(tiles[i:i + 64], 0.5) for i in range(0, len(tiles), 64)])
     cv = GroupKFold(n_splits=4)
     aucs = []
     for features in (ref, ours):
