@@ -86,7 +86,8 @@ class PredictorImputer:
         out = data.copy()
         for col, mode in self.modes_.items():
             if out[col].isna().any():
-                out[col] = out[col].where(out[col].notna(), mode)
+                # object first: a categorical dtype would refuse a fill value outside its categories
+                out[col] = out[col].astype(object).where(out[col].notna(), mode)
         if self.numeric:
             if self.estimator_ is None:
                 for col, med in self.medians_.items():
