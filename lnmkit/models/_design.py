@@ -144,34 +144,41 @@ class TableEncoder:
                 f"seen in fit: {self.seen[col]}. Merge rare levels, or set the value to missing.")
 
     def transform(self, X):
-        """Design DataFrame (one column per term) for ``X``, index kept."""
+        """Design DataFrame (one column per term, in ``terms`` order) for ``X``, index kept."""
         self.check(X)
-        out = {}
+        blocks = {}
+        num = [c for c in self.columns if c not in self.dropped and self.kinds[c] == "numeric"]
+        if num:
+            A = X[num].to_numpy(dtype=float, na_value=np.nan)
+            missing = np.isnan(A)
+            if self.impute:
+                fill = np.array([self.fill[c] for c in num])
+                A = np.where(missing, fill, A)
+            for j, c in enumerate(num):
+                blocks[c] = A[:, j]
+                if self.impute and c in self.indicators:
+                    blocks[f"{c}_missing"] = missing[:, j].astype(float)
+        categorical = False
         for col in self.columns:
-            if col in self.dropped:
+            if col in self.dropped or self.kinds[col] != "categorical":
                 continue
-            s = X[col]
-            if self.kinds[col] == "numeric":
-                v = pd.to_numeric(s.astype(float) if s.dtype == bool else s, errors="coerce").astype(float)
-                if self.impute:
-                    if col in self.indicators:
-                        out[f"{col}_missing"] = v.isna().astype(float)
-                    v = v.fillna(self.fill[col])
-                out[col] = v
+            seen = self.seen[col]
+            vals = X[col].astype(object).to_numpy()
+            vals = np.array([str(v) if v is not None and not (isinstance(v, float) and np.isnan(v))
+                             and str(v) in seen else None for v in vals], dtype=object)
+            if self.impute:
+                vals = np.where(pd.isna(vals), self.fill[col], vals)
+                ref = self.levels[col][0]
+                for lev in self.levels[col]:
+                    if lev != ref and lev in seen:
+                        blocks[f"{col}[{lev}]"] = (vals == lev).astype(float)
             else:
-                v = s.astype(object).where(s.notna(), None)
-                seen = set(self.seen[col])
-                v = v.map(lambda x: None if x is None or str(x) not in seen else str(x))
-                if self.impute:
-                    v = v.fillna(self.fill[col])
-                    ref = self.levels[col][0]
-                    for lev in self.levels[col]:
-                        if lev != ref and lev in self.seen[col]:
-                            out[f"{col}[{lev}]"] = (v == lev).astype(float)
-                else:
-                    out[col] = pd.Categorical(v, categories=self.seen[col])
-        frame = pd.DataFrame(out, index=X.index)
-        return frame[self.terms]
+                blocks[col] = pd.Categorical(vals, categories=seen)
+                categorical = True
+        if not categorical:
+            arr = np.column_stack([blocks[t] for t in self.terms]) if self.terms else np.empty((len(X), 0))
+            return pd.DataFrame(arr, index=X.index, columns=self.terms)
+        return pd.DataFrame({t: blocks[t] for t in self.terms}, index=X.index)
 
     # ---------------------------------------------------------- persistence
     def to_dict(self):

@@ -474,13 +474,11 @@ class LNMXGBClassifier(_LNMBase):
                   "min_child_weight": float(self.min_child_weight), "subsample": float(self.subsample),
                   "colsample_bytree": float(self.colsample_bytree), "lambda": float(self.reg_lambda),
                   "scale_pos_weight": spw, "nthread": int(self.n_jobs), "seed": int(self.random_state)}
-        dtrain = xgb.DMatrix(design, label=y, enable_categorical=True)
+        dtrain = _dmatrix(design, label=y, nthread=int(self.n_jobs))
         self.booster_ = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
 
     def _raw_proba(self, design):
-        import xgboost as xgb
-
-        return self.booster_.predict(xgb.DMatrix(design, enable_categorical=True))
+        return self.booster_.predict(_dmatrix(design, nthread=int(self.n_jobs)))
 
     @property
     def feature_importances_(self):
@@ -497,6 +495,16 @@ class LNMXGBClassifier(_LNMBase):
 
         self.booster_ = xgb.Booster()
         self.booster_.load_model(bytearray(json.dumps(state["booster"]).encode("utf-8")))
+
+
+def _dmatrix(design, label=None, nthread=1):
+    """XGBoost DMatrix of a design; a numeric one goes as one float32 array (much faster than by column)."""
+    import xgboost as xgb
+
+    if all(dt.kind == "f" for dt in design.dtypes):
+        return xgb.DMatrix(design.to_numpy(dtype=np.float32), label=label, feature_names=list(design.columns),
+                           missing=np.nan, nthread=nthread)
+    return xgb.DMatrix(design, label=label, enable_categorical=True, nthread=nthread)
 
 
 _CLASSES = {"LNMLogisticRegression": LNMLogisticRegression, "LNMXGBClassifier": LNMXGBClassifier}
