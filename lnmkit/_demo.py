@@ -91,24 +91,7 @@ class DemoResult:
         -------
         list of str
         """
-        rows = []
-        for key, models in (self.evaluation or {}).items():
-            endpoint = "LNM" if key == "lnm" else key.removeprefix("survival_").upper()
-            metric = "AUC" if key == "lnm" else "C-index"
-            for model, values in models.items():
-                value = values.get("auc", values.get("c"))
-                rows.append((f"{endpoint} {metric}", model, value, values.get("lower"), values.get("upper")))
-        if not rows:
-            return []
-
-        def number(value):
-            return "  n/a" if value is None or value != value else f"{value:.3f}"
-
-        width = max(len(r[1]) for r in rows)
-        lines = [f"nested cross-validation by patient ({self.pipeline.config.evaluation.level:.0%} CI):"]
-        lines += [f"  {what:<12} {model:<{width}}  {number(v)}  [{number(lo)}, {number(hi)}]"
-                  for what, model, v, lo, hi in rows]
-        return lines
+        return self.pipeline.results_lines() if self.pipeline is not None else []
 
 
 def _ensure_cohort(cohort_dir, n_patients, seed, slide_size, progress):

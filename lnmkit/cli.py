@@ -396,7 +396,11 @@ def run(
         raise typer.Exit(code=1)
     for stage, row in result.table.iterrows():
         typer.echo(f"{stage:<12} {row['action']:<8} {row['seconds']:8.1f} s  {row['reason']}")
+    for line in result.results_lines():
+        typer.echo(line)
     typer.echo(f"outputs: {result.out_dir}")
+    if "reports" in result.records:
+        typer.echo(f"report:  {result.output('reports', 'report')}")
 
 
 @app.command("init-config")

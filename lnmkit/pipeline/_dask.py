@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from lnmkit.pipeline._config import DaskConfig, default_workers
 
@@ -98,8 +99,9 @@ def dask_client(dask_config: DaskConfig, *, n_tasks=None):
             return
         from dask.distributed import Client, LocalCluster
 
+        # distributed logs every worker it stops at close as a warning; only errors are news here
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None, silence_logs=logging.ERROR)
     else:
         cluster = jobqueue_cluster_class(kind)(**jobqueue_kwargs(dask_config))
         cluster.scale(jobs=dask_config.jobqueue.jobs)

@@ -64,6 +64,39 @@ class PipelineResult:
         """
         return self.records[stage].output_path(self.out_dir, name)
 
+    def results_lines(self) -> list:
+        """The nested cross-validated results as a small text table (AUC, C-index, CIs).
+
+        Read from ``evaluation/summary.json``; empty when the evaluation is switched off.
+
+        Returns
+        -------
+        list of str
+        """
+        import json
+
+        if "evaluation" not in self.records:
+            return []
+        summary = json.loads(self.output("evaluation", "summary").read_text())
+        rows = []
+        for key, models in summary.items():
+            endpoint = "LNM" if key == "lnm" else key.removeprefix("survival_").upper()
+            metric = "AUC" if key == "lnm" else "C-index"
+            for model, values in models.items():
+                value = values.get("auc", values.get("c"))
+                rows.append((f"{endpoint} {metric}", model, value, values.get("lower"), values.get("upper")))
+        if not rows:
+            return []
+
+        def number(value):
+            return "  n/a" if value is None or value != value else f"{value:.3f}"
+
+        width = max(len(r[1]) for r in rows)
+        lines = [f"nested cross-validation by patient ({self.config.evaluation.level:.0%} CI):"]
+        lines += [f"  {what:<12} {model:<{width}}  {number(v)}  [{number(lo)}, {number(hi)}]"
+                  for what, model, v, lo, hi in rows]
+        return lines
+
     def to_frame(self) -> pd.DataFrame:
         """The per-stage table (a copy)."""
         return self.table.copy()

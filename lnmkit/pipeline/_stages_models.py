@@ -271,9 +271,6 @@ def run_models(ctx) -> StageResult:
 # -- nested evaluation -----------------------------------------------------------------------------
 
 def _save_plot(result, path, **kwargs):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig = result.plot(**kwargs)
