@@ -27,7 +27,8 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 # Notebooks with slower cells (training) get a longer per-cell timeout.
-CELL_TIMEOUT_S = {"00_quickstart.ipynb": 1200, "08_mil_attention.ipynb": 600, "06_nomogram.ipynb": 900, "07_explain_one_patient.ipynb": 900}
+CELL_TIMEOUT_S = {"00_quickstart.ipynb": 1200, "08_mil_attention.ipynb": 600, "06_nomogram.ipynb": 900, "07_explain_one_patient.ipynb": 900,
+                  "04_fusion_and_lnm_models.ipynb": 900}
 DEFAULT_CELL_TIMEOUT_S = 300
 # Code that draws a matplotlib figure: lnmkit's plot methods, plot_node, pyplot figures.
 _DRAWS = re.compile(r"\.plot\(|\bplot_node\(|\bplt\.(subplots|figure|imshow)\(")
@@ -134,6 +135,7 @@ def _import_problems(nb) -> list[str]:
 def test_notebooks_are_present():
     names = {p.name for p in NOTEBOOKS}
     for expected in ("01_cohort_and_validation.ipynb", "02_slides_and_features.ipynb", "03_radiology.ipynb",
+                     "04_fusion_and_lnm_models.ipynb",
                      "05_survival_models.ipynb", "06_nomogram.ipynb", "07_explain_one_patient.ipynb"):
         assert expected in names, f"notebooks/{expected} is missing"
 
