@@ -494,6 +494,40 @@ def test_confounders_are_as_dark_as_the_witness(focal_cohort):
     assert means["lymphoid_aggregate"] > means["witness"], means
 
 
+def test_focal_colour_statistics_do_not_predict_pn(tmp_path):
+    """A mean-RGB / colour-histogram classifier, cross-validated over slides, is near chance.
+
+    The same classifier separates the classes of a default-regime cohort.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def colour_auc(root):
+        truth = load_truth(root)
+        features, labels = [], []
+        for slide_id, entry in truth["slides"].items():
+            rgb = _slide_rgb(root, slide_id, entry, 4 if entry["layout"] == "svs" else 2).reshape(-1, 3)
+            tissue = rgb[rgb.min(axis=1) < 210].astype(float)
+            hist = [np.histogram(tissue[:, c], bins=8, range=(0, 256))[0] / len(tissue) for c in range(3)]
+            features.append(np.concatenate([tissue.mean(axis=0), tissue.std(axis=0), *hist]))
+            labels.append(entry["kind"] == "pn_positive")
+        x, y = np.array(features), np.array(labels)
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        aucs = [roc_auc_score(y, cross_val_predict(model, x, y, method="predict_proba",
+                                                   cv=StratifiedKFold(5, shuffle=True, random_state=r))[:, 1])
+                for r in range(5)]
+        return float(np.mean(aucs))
+
+    common = dict(seed=4, progress=False, pen_fraction=0.0)
+    focal = colour_auc(make_cohort(tmp_path / "focal", n_patients=40, slide_size=2048, regime="focal",
+                                   witness_fraction=0.03, **common))
+    regions = colour_auc(make_cohort(tmp_path / "regions", n_patients=24, slide_size=1024, **common))
+    assert focal < 0.7 and regions > 0.8, (focal, regions)
+
+
 def test_focal_regime_is_deterministic_and_leaves_the_default_alone(tmp_path):
     common = dict(n_patients=5, seed=3, slide_size=1024, progress=False)
     a = make_cohort(tmp_path / "a", regime="focal", **common)

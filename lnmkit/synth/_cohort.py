@@ -33,7 +33,7 @@ REGIMES = ("regions", "focal")
 MORPHOLOGIES = ("glandular", "diffuse", "solid")
 #: Tumour-like confounders of the focal regime (both classes) and the chance that a
 #: slide has at least one region of each.
-CONFOUNDERS = {"lymphoid_aggregate": 0.7, "reactive_glands": 0.55, "mucin_pool": 0.4}
+CONFOUNDERS = {"lymphoid_aggregate": 0.8, "reactive_glands": 0.6, "mucin_pool": 0.4}
 #: Codes of ``truth/confounders/<slide_id>.png`` and ``truth/morphology/<slide_id>.png``.
 CONFOUNDER_CODES = {name: i + 1 for i, name in enumerate(CONFOUNDERS)}
 MORPHOLOGY_CODES = {name: i + 1 for i, name in enumerate(MORPHOLOGIES)}
@@ -243,11 +243,11 @@ def _plan_focal(rng, kind, tissue, mask_px_um, witness_fraction, dominant):
                                 "area_mask_px": int(blob.sum()),
                                 "area_tiles": round(float(blob.sum()) / tile_px, 3)})
     # Confounder regions are sized like witness regions at this witness fraction.
-    typical = float(np.clip(witness_fraction * n_tissue / 5.0, 0.3 * tile_px, 4.0 * tile_px))
+    typical = float(np.clip(witness_fraction * n_tissue / 4.0, 0.3 * tile_px, 4.0 * tile_px))
     for name, chance in CONFOUNDERS.items():
         if rng.random() >= chance:
             continue
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(int(rng.integers(1, 5))):
             area = typical * float(rng.lognormal(0.0, 0.45))
             blob, (cy, cx) = _place(rng, label, FOCAL_CODES[name], area, free, depth, ys, xs, centres)
             if blob.any():

@@ -420,9 +420,8 @@ def draw_style(rng):
 def _compartments(rng, shape, tissue, tumour, unit, focal=None, style=None):
     """Compartment label (int8) of every pixel of a grid of ``unit`` canvas pixels.
 
-    ``focal`` maps focal codes (``FOCAL_CODES``, glandular tumour excepted: that is
-    ``tumour``) to ``(mask, interior)`` boolean grids; ``style`` is a
-    :func:`draw_style` dictionary.
+    ``focal`` (focal regime) is a :func:`_focal_layout` pair ``(labels, windows)``;
+    ``style`` is a :func:`draw_style` dictionary.
     """
     # Gland layout: lumen where a noise field is high, epithelium around it with a
     # basal band next to the stroma. A slow "mucosa" field makes some areas
@@ -451,15 +450,31 @@ def _compartments(rng, shape, tissue, tumour, unit, focal=None, style=None):
         t_comp[t_glands > 0.85] = _T_LINING  # crowded nuclei lining the neoplastic glands
         t_comp[t_glands > 1.4] = _LUMEN
         comp = np.where(tumour, t_comp, comp)
-    for code, (mask, interior) in (focal or {}).items():
-        comp = np.where(mask, _focal_compartments(rng, shape, code, interior, px), comp)
+    if focal is not None:
+        labels, interior, windows = focal
+        # Each region's texture is drawn in a window around it only: regions are small.
+        for code, window in windows:
+            inside = labels[window] == code
+            texture = _focal_compartments(rng, inside.shape, code, None if interior is None else interior[window],
+                                          px)
+            comp[window][inside] = texture[inside]
     comp[~tissue] = _BACKGROUND
     return comp
 
 
 def _focal_compartments(rng, shape, code, interior, px):
-    """Compartments of one focal morphology or confounder over the whole grid."""
-    period = int(1024 * px)
+    """Compartments of one focal morphology or confounder over a grid of ``shape``."""
+    period = min(int(1024 * px), 1 << int(math.ceil(math.log2(max(shape + (64,))))))
+    if code == FOCAL_CODES["glandular"]:
+        # Crowded, irregular, back-to-back glands with small lumens and little stroma
+        # (as the tumour of the default regime).
+        t_glands = _tiled_noise(rng, shape, 16 * px, period)
+        t_glands += 0.35 * _tiled_noise(rng, shape, 6.3 * px, period)
+        out = np.full(shape, _T_EPITHELIUM, dtype=np.int8)
+        out[t_glands < -0.8] = _T_STROMA
+        out[t_glands > 0.85] = _T_LINING
+        out[t_glands > 1.4] = _LUMEN
+        return out
     if code == FOCAL_CODES["diffuse"]:
         # Discohesive signet-ring-like cells: round mucin vacuoles with a crescent
         # nucleus, singly or in small groups, in fibrous stroma with scattered
@@ -500,21 +515,32 @@ def _focal_compartments(rng, shape, code, interior, px):
     raise ValueError(f"unknown focal code {code!r}; known codes are {sorted(FOCAL_CODES.values())}.")
 
 
-def _focal_masks(regions, lo, tissue):
-    """Per-code ``(mask, interior)`` grids of shape ``lo`` from a label map at any resolution."""
+def _focal_layout(regions, lo, tissue):
+    """Focal label map on the renderer grid ``lo`` and the windows to texture.
+
+    Returns ``(labels, interior, windows)``: uint8 codes of ``FOCAL_CODES`` (zero
+    elsewhere) with boundaries smoothed by bilinear upsampling of the label map
+    ``regions``; the germinal centres of lymphoid aggregates (bool, or None); and
+    ``(code, (row slice, col slice))`` windows, one per connected region.
+    """
     regions = np.asarray(regions)
-    factor = lo[0] / max(1, regions.shape[0])  # grid pixels (1 µm) per label pixel
-    out = {}
+    factor = lo[0] / max(1, regions.shape[0]), lo[1] / max(1, regions.shape[1])  # grid pixels per label pixel
+    labels = np.zeros(lo, dtype=np.uint8)
+    interior = None
+    windows = []
     for code in sorted(int(c) for c in np.unique(regions) if c):
-        ind = (regions == code).astype(np.float32)
-        mask = _upsampled_mask(ind, lo, 0.5, 0.5) & tissue
-        interior = None
+        ind = regions == code
+        labels[_upsampled_mask(ind.astype(np.float32), lo, 0.5, 0.5) & tissue] = code
         if code == FOCAL_CODES["lymphoid_aggregate"]:
             # Germinal centres only in the middle of large aggregates.
-            smooth = ndimage.gaussian_filter(ind, sigma=max(0.5, 30.0 / factor))
-            interior = _upsampled_mask(smooth, lo, 0.9, 0.1) & mask
-        out[code] = (mask, interior)
-    return out
+            smooth = ndimage.gaussian_filter(ind.astype(np.float32), sigma=max(0.5, 30.0 / factor[0]))
+            interior = _upsampled_mask(smooth, lo, 0.9, 0.1)
+        parts, _ = ndimage.label(ind)
+        for sl in ndimage.find_objects(parts):
+            rows = slice(max(0, int((sl[0].start - 1) * factor[0])), min(lo[0], int(math.ceil((sl[0].stop + 1) * factor[0]))))
+            cols = slice(max(0, int((sl[1].start - 1) * factor[1])), min(lo[1], int(math.ceil((sl[1].stop + 1) * factor[1]))))
+            windows.append((code, (rows, cols)))
+    return labels, interior, windows
 
 
 def _resize_float(field, shape):
@@ -549,21 +575,16 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None, *
     tissue = _resize_float(layout, lo) > 0
     tumour = None
     focal = None
-    labels = np.zeros(lo, dtype=np.uint8)
+    labels = None
     if regions is not None and np.any(regions):
-        focal = _focal_masks(regions, lo, tissue)
-        gland = focal.pop(FOCAL_CODES["glandular"], None)
-        tumour = gland[0] if gland is not None else None
-        if tumour is not None:
-            labels[tumour] = FOCAL_CODES["glandular"]
-        for code, (mask, _) in focal.items():
-            labels[mask] = code
+        focal = _focal_layout(regions, lo, tissue)
+        labels = focal[0]
     elif tumour_mask is not None and np.any(tumour_mask):
         tumour = _upsampled_mask(np.asarray(tumour_mask, dtype=np.float32), lo, 0.5, 0.5)
         tumour &= tissue
     comp = _compartments(rng, lo, tissue, tumour, unit, focal, style)
     if focal is not None:
-        tumour = np.isin(labels, WITNESS_CODES)
+        tumour = (labels >= min(WITNESS_CODES)) & (labels <= max(WITNESS_CODES))
 
     # Collagen fibres: iso-lines of a smooth field (sin of a steep noise) give wavy,
     # locally parallel bands; finer fields jitter them and break them into strands.
@@ -633,7 +654,7 @@ def _render_canvas(shape, seed, tumour_mask=None, pen_mark=False, layout=None, *
         ink = np.array([[40, 130, 70], [40, 60, 150], [35, 35, 45]], dtype=np.float32)[rng_slide.integers(3)]
         rgb[pen] = (0.25 * rgb[pen] + 0.75 * ink).astype(np.uint8)
     tumour = tumour if tumour is not None else np.zeros(lo, dtype=bool)
-    return rgb, comp > _LUMEN, tumour, labels
+    return rgb, comp > _LUMEN, tumour, labels if labels is not None else np.zeros(lo, dtype=np.uint8)
 
 
 def _upsample_u8(field, shape):
