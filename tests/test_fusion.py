@@ -218,3 +218,21 @@ def test_fused_model_beats_clinical_only_in_nested_auc(tmp_path):
     assert t.loc["clinical + slide", "delta_auc"] > 0.02
     assert t.loc["clinical + slide", "delta_auc_lower_95"] > 0
     assert np.isfinite(t.loc["clinical + slide", ["nri_continuous", "idi"]]).all()
+
+
+def test_patients_without_slides_keep_their_fold_and_get_missing_scores(small):
+    cohort, truth = small
+    ids = list(cohort.clinical.index)
+    bags = _bags(ids[4:], truth["morph_score"], seed=4)  # four patients without a slide
+    y = (cohort.outcomes["pn_status"] == "pN+").astype(int)
+    from lnmkit.models import make_patient_folds
+
+    folds = make_patient_folds(ids, y.loc[ids].to_numpy(), n_splits=3, random_state=0)
+    nf = nested_cross_fit(bags, cohort.outcomes, folds=folds, estimator=MILClassifier(**dict(TINY, max_epochs=2)),
+                          progress=False)
+    assert len(nf.folds) == len(ids)
+    table = build_fusion_table(cohort, slide=nf)
+    assert table["slide_missing"].loc[ids[:4]].eq(1).all()
+    res = nested_cv(LNMLogisticRegression(penalty="l2"), table, y, stacked=nf,
+                    features=["age", "slide_lnm_score", "slide_missing"])
+    assert res.predictions["prediction"].notna().all() and len(res.predictions) == len(ids)

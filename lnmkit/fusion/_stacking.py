@@ -42,7 +42,10 @@ def nested_cross_fit(bags, outcomes, *, folds=None, n_splits=5, inner_splits=Non
     outcomes : pandas.DataFrame or lnmkit.Cohort
         With ``pn_status`` (and whatever the MIL tasks need), indexed by patient_id.
     folds : pandas.Series of int, optional
-        Outer folds; by default stratified by pN status and split by ``groups``.
+        Outer folds; by default stratified by pN status and split by ``groups`` over the
+        patients with a bag. Given folds may also name patients without a bag (for
+        example every patient of a fusion table): they keep their fold and get missing
+        slide scores (``slide_missing`` = 1 in the table).
     n_splits : int, default=5
         Outer folds when ``folds`` is not given.
     inner_splits : int, optional
@@ -90,7 +93,10 @@ def nested_cross_fit(bags, outcomes, *, folds=None, n_splits=5, inner_splits=Non
         outer = make_patient_folds(pids, labels.to_numpy(), n_splits=n_splits, groups=groups,
                                    random_state=random_state, where="nested_cross_fit")
     else:
-        outer = check_folds(folds, pd.Index(pids), "nested_cross_fit")
+        # folds may also name patients without a bag (they get missing slide scores downstream)
+        given = folds if isinstance(folds, pd.Series) else pd.Series(dict(folds))
+        given.index = given.index.astype(str)
+        outer = check_folds(given, given.index.union(pd.Index(pids)), "nested_cross_fit")
     inner_splits = int(inner_splits or outer.nunique())
     template = estimator if estimator is not None else MILClassifier(random_state=random_state)
     grp = None if groups is None else (groups if isinstance(groups, pd.Series) else pd.Series(dict(groups)))
@@ -108,9 +114,10 @@ def nested_cross_fit(bags, outcomes, *, folds=None, n_splits=5, inner_splits=Non
         from sklearn.base import clone
 
         model = clone(template).fit({p: bags[p] for p in tr}, outcomes.loc[tr])
-        test[int(k)] = _score_frame(model.predict({p: bags[p] for p in te}), columns, prefix)
+        test[int(k)] = (_score_frame(model.predict({p: bags[p] for p in te}), columns, prefix) if te
+                        else train[int(k)].iloc[:0].copy())
         inner_params[int(k)] = res.params
-    final = cross_fit(bags, outcomes.loc[pids], folds=outer, estimator=template, progress=False)
+    final = cross_fit(bags, outcomes.loc[pids], folds=outer.loc[pids], estimator=template, progress=False)
     meta = {"columns": list(columns), "prefix": prefix, "n_outer": int(outer.nunique()),
             "n_inner": inner_splits, "estimator": final.params.get("estimator", {}), "final_crossfit": final}
     return NestedFeatures(folds=outer, train=train, test=test, final=_score_frame(final.oof, columns, prefix),

@@ -42,7 +42,8 @@ class NestedFeatures:
         ``folds != k``.
     test : dict int -> pandas.DataFrame
         For outer fold ``k``: scores of the patients with ``folds == k`` from a model
-        fitted without them.
+        fitted without them (patients without level-0 input, e.g. without a slide, may
+        be absent: they get missing scores).
     final : pandas.DataFrame
         Out-of-fold scores of every patient (one cross-fit), for the final model.
     source : str, default="level-0"
@@ -81,9 +82,10 @@ class NestedFeatures:
                 bad = sorted(set(tr) & outer_test)[:5]
                 raise LeakageError(f"NestedFeatures: train scores of outer fold {k} include outer-test "
                                    f"patient(s) {bad}.")
-            if set(te) != outer_test:
-                raise LeakageError(f"NestedFeatures: test scores of outer fold {k} must cover exactly the "
-                                   f"patients of that fold ({len(outer_test)}); got {len(te)}.")
+            if set(te) - outer_test:
+                bad = sorted(set(te) - outer_test)[:5]
+                raise LeakageError(f"NestedFeatures: test scores of outer fold {k} include patient(s) {bad} of "
+                                   f"other folds.")
 
     @property
     def columns(self):
