@@ -41,7 +41,7 @@ _LARGE_NUCLEUS_UM2 = 80.0
 _HIST_BINS, _HIST_MAX = 200, 2.0
 _PERCENTILES = (10, 25, 50, 75, 90)
 _GLCM_LEVELS, _GLCM_STEP = 8, 0.15
-_GLCM_DISTANCES = (1, 2)
+_GLCM_DISTANCES = (1, 2)  # the kernel counts exactly these two (one triple per pixel)
 _HAAR_LEVELS = 4
 
 # Thresholds in float32: NumPy compares float32 arrays with Python floats in float32.
@@ -115,7 +115,7 @@ def _mean_std(total, squares, n):
 
 
 def _percentiles(counts):
-    """Percentiles of the fixed-range histograms ``counts`` (..., bins): bin centres, 0 when empty."""
+    """Percentiles of fixed-range histograms ``counts`` (..., bins): bin centres, 0 when empty."""
     cum = np.cumsum(counts, axis=-1)
     n = cum[..., -1:]
     width = _HIST_MAX / _HIST_BINS
@@ -203,9 +203,10 @@ class StainTextureEncoder(TileEncoder):
         haar = np.zeros((b, 2, _HAAR_LEVELS, 4))
         from lnmkit.features.encoders._stain_texture_kernels import encode_kernel
 
-        encode_kernel(tiles, _OD_LUT, _STAIN_FROM_OD, _THRESHOLDS, _RIU2, _LBP_SHIFTS,
-                       _min_pixels(_MIN_NUCLEUS_UM2, px_area), _min_pixels(_LARGE_NUCLEUS_UM2, px_area),
-                       _GLCM_LEVELS, sums, hists, lbp, glcm, haar)
+        min_px = _min_pixels(_MIN_NUCLEUS_UM2, px_area)
+        large_px = _min_pixels(_LARGE_NUCLEUS_UM2, px_area)
+        encode_kernel(tiles, _OD_LUT, _STAIN_FROM_OD, _THRESHOLDS, _RIU2, _LBP_SHIFTS, min_px,
+                      large_px, _GLCM_LEVELS, sums, hists, lbp, glcm, haar)
 
         n_tissue = sums[:, _S_TISSUE]
         cols = [1.0 - n_tissue / n_px, sums[:, _S_DARK] / n_px]
