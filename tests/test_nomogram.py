@@ -340,3 +340,20 @@ def test_cli_nomogram(whas, tmp_path):
     bad = CliRunner().invoke(app, ["nomogram", str(csv), "--kind", "cox", "--outcome", "died",
                                    "--predictors", "age", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "TIME,EVENT" in bad.output
+
+
+def test_separation_warns_or_raises():
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=80)
+    y = (rng.random(80) < 0.5).astype(int)
+    z = np.where(np.arange(80) < 70, "a", "b")
+    y[70:] = 1  # every patient of level "b" has the event: its coefficient runs to infinity
+    df = pd.DataFrame({"x": x, "z": z, "y": y})
+    with pytest.warns(ConvergenceWarning, match="separates the outcome"):
+        fit_nomogram(df, ["x", "z"], "y")
+    perfect = pd.DataFrame({"x": np.r_[np.linspace(0, 1, 30), np.linspace(2, 3, 30)],
+                            "y": np.r_[np.zeros(30, int), np.ones(30, int)]})
+    with pytest.raises(NomogramInputError, match="cannot be fitted .*separates the outcome"):
+        fit_nomogram(perfect, ["x"], "y")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from scipy.special import expit, logit
 
 from lnmkit.exceptions import NomogramInputError, NotFittedError
 from lnmkit.nomogram._design import _is_categorical, build_design, check_predictor_values
-from lnmkit.nomogram._fit import fit_cox, fit_logistic
+from lnmkit.nomogram._fit import FitFailure, fit_cox, fit_logistic
 from lnmkit.nomogram._impute import PredictorImputer
 from lnmkit.nomogram._points import OutcomeAxis, compute_scale, term_contributions
 
@@ -202,8 +203,26 @@ def fit_nomogram(data, predictors, outcome, kind="logistic", times=None, splines
                           where=where)
     nomo = Nomogram(kind=kind, design=design, outcome=outcome, times=times)
     nomo._train = {"raw": raw, "y": y, "impute": impute}
-    nomo._set_fit(nomo._fit_matrix(design.matrix(filled, where), y), design.matrix(filled, where))
+    X = design.matrix(filled, where)
+    try:
+        fit = nomo._fit_matrix(X, y)
+    except FitFailure as exc:
+        raise NomogramInputError(
+            f"{where}: the {kind} model cannot be fitted ({exc}). A predictor (or a combination) that "
+            "separates the outcome, a category without events or collinear predictors are the usual "
+            "causes; merge sparse categories or drop a predictor.") from exc
+    nomo._set_fit(fit, X)
     nomo.imputer_ = imputer
+    if kind == "logistic":
+        p = expit(nomo.fit_.linear_predictor(X))
+        # |lp| > 18: a sign of (quasi-)separation, where the maximum likelihood is at infinity
+        if np.any((p < 1e-8) | (p > 1 - 1e-8)):
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.warn(f"{where}: fitted probabilities within 1e-8 of 0 or 1: a predictor (or a "
+                          "combination) separates the outcome, so some coefficients run off to infinity and "
+                          "the chart is not trustworthy. Merge sparse categories or drop the predictor.",
+                          ConvergenceWarning, stacklevel=2)
     return nomo
 
 
