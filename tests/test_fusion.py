@@ -138,6 +138,11 @@ def test_slide_scores_without_out_of_fold_provenance_are_refused(small):
     y = t.lnm_labels()
     with pytest.raises(LeakageError, match="single cross-fit"):
         nested_cv(LNMLogisticRegression(), t, y, missing_outcome="drop", n_splits=3)
+    y_gap = y.copy()
+    y_gap.iloc[0] = np.nan  # dropping a patient must not lose the provenance of the columns
+    with pytest.raises(LeakageError, match="single cross-fit"):
+        compare_models(t, y_gap, {"slide": ["age", "slide_lnm_score"]}, missing_outcome="drop", n_splits=3,
+                       n_bootstrap=0)
     with pytest.warns(LeakageWarning):
         r = nested_cv(LNMLogisticRegression(), t, y, missing_outcome="drop", n_splits=3, allow_leakage=True,
                       features=["age", "slide_lnm_score"])

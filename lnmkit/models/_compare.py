@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,17 +192,17 @@ def compare_models(X, y, feature_sets=None, estimator=None, *, stacked=None, ref
     else:
         outer = make_patient_folds(frame.index, yv, n_splits=n_splits, groups=groups, random_state=random_state,
                                    where="compare_models")
-    Xin = X if getattr(X, "provenance", None) is not None else frame
-    if len(frame) != len(getattr(Xin, "frame", Xin)):  # patients dropped for a missing outcome
-        Xin = frame
     results = {}
     for name in names:
         est = estimator[name] if isinstance(estimator, dict) else estimator
-        results[name] = nested_cv(est, Xin, pd.Series(yv, index=frame.index), param_grid=param_grid,
-                                  scoring=scoring, response=response, folds=outer, inner_splits=inner_splits,
-                                  groups=groups, stacked=stacked, features=list(feature_sets[name]), refit=False,
-                                  allow_leakage=allow_leakage, random_state=random_state, n_jobs=n_jobs, name=name,
-                                  progress=progress)
+        # X as given (a FusionTable keeps its provenance, so leaky slide columns are still refused)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*without an outcome left out", category=UserWarning)
+            results[name] = nested_cv(est, X, y, missing_outcome=missing_outcome, param_grid=param_grid,
+                                      scoring=scoring, response=response, folds=outer, inner_splits=inner_splits,
+                                      groups=groups, stacked=stacked, features=list(feature_sets[name]),
+                                      refit=False, allow_leakage=allow_leakage, random_state=random_state,
+                                      n_jobs=n_jobs, name=name, progress=progress)
     binary = not yv.dtype.names and outcome_strata(yv) is not None
     pct = int(round(level * 100))
     rows, evaluations = [], {}
