@@ -351,3 +351,18 @@ def test_patient_report_shows_the_nomogram_position(gbsg2):
     assert sec.images["nomogram"][:4] == b"\x89PNG"
     assert "total_points" in sec.body
     plt.close("all")
+
+
+def test_reports_with_a_sampled_model_explain_on_demand(lnmkit_models, gbsg2):
+    """A random survival forest is explained per patient when its report is built (seconds each)."""
+    from lnmkit.report import ReportContext
+
+    X, fitted = lnmkit_models
+    ctx = ReportContext({"survival": fitted["rsf"]}, X, provenance=PROVENANCE)
+    assert "survival" not in ctx.explanations
+    rep = ctx.patient_report("P004")
+    assert "shap_survival" in [s.key for s in rep.sections]
+    ex = ctx.explanations["survival"]
+    assert list(ex.instance_names) == ["P004"]
+    _assert_additive(ex, fitted["rsf"].predict(X.loc[["P004"]]))
+    plt.close("all")

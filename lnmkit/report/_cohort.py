@@ -154,7 +154,7 @@ def _describe_model(model):
 
 def cohort_report(models, fusion_table, outcomes, *, performance=None, validation=None, provenance=None,
                   crossfit=None, endpoint="os", otc_threshold=0.5, explain_models=True, outcome_definition=None,
-                  internal_validation=None, title="lnmkit cohort report"):
+                  internal_validation=None, title="lnmkit cohort report", max_sampled=50):
     """Build the cohort's model report.
 
     Parameters
@@ -186,13 +186,16 @@ def cohort_report(models, fusion_table, outcomes, *, performance=None, validatio
         How performance was estimated (e.g. "nested 5 x 5 cross-validation by
         patient"), for item 12.
     title : str
+    max_sampled : int, default=50
+        Patients explained for models that need the sampled explainer (random
+        survival forests): a random subset, since each costs seconds.
 
     Returns
     -------
     CohortReport
     """
     from lnmkit.explain import explain, modality_shap, otc_flags, plot_bar, plot_beeswarm, provenance_of
-    from lnmkit.explain._shap import _frame_of
+    from lnmkit.explain._shap import _frame_of, model_spec
     from lnmkit.report._patient import _as_models, _features, _package_versions, _scorable, _version
 
     models = _as_models(models)
@@ -290,9 +293,13 @@ def cohort_report(models, fusion_table, outcomes, *, performance=None, validatio
             feats = _features(m, frame)
             X = frame[feats]
             X = X[_scorable(m, X, "cohort_report")]
+            background = X
+            if model_spec(m, X).kind == "sampled" and len(X) > max_sampled:
+                # the sampled explainer costs seconds per patient: a random subset stands for the cohort
+                X = X.sample(max_sampled, random_state=0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                ex = explain(m, X, n_background=30, n_permutations=6)
+                ex = explain(m, X, background=background, n_background=30, n_permutations=6)
             scales.append(f"{role}: {ex.output_names}")
             images = {"beeswarm": figure_png(plot_beeswarm(ex)), "bar": figure_png(plot_bar(ex))}
             body = ["<div class=\"row\">", img_tag(images["beeswarm"], "SHAP beeswarm"),

@@ -241,8 +241,8 @@ class ReportContext:
     def __init__(self, models, fusion_table, *, outcomes=None, crossfit=None, slides=None, tile_size_level0=None,
                  nomogram=None, radiology_nodes=None, provenance=None, horizons=None, risk_thresholds=None,
                  otc_threshold=0.5, level=0.95, n_tiles=6, thumbnail_size=768, endpoint="os", lnm_intervals=None):
-        from lnmkit.explain import explain, modality_shap, provenance_of, tile_shap
-        from lnmkit.explain._shap import _frame_of
+        from lnmkit.explain import explain, provenance_of
+        from lnmkit.explain._shap import _frame_of, model_spec
 
         self.models = _as_models(models)
         self.frame = _frame_of(fusion_table).copy()
@@ -284,22 +284,22 @@ class ReportContext:
         self.lnm_intervals = lnm_intervals
         self.forbidden = forbidden_strings({**{s: None for s in sids}, **self.slides})
         self.explanations, self.modality, self.tiles, self.rows = {}, {}, {}, {}
+        self._lazy, self._lazy_cache = {}, {}
         for role, model in self.models.items():
             feats = _features(model, self.frame)
             X = self.frame[feats]
             ok = _scorable(model, X, "patient_report")
             self.rows[role] = ok
             Xok = X[ok]
-            kw = {"n_background": 30, "n_permutations": 6}
+            slide_feats = [f for f in feats if any(k in f for k in ("lnm_score", "otc_score", "risk_score"))]
+            if model_spec(model, Xok).kind == "sampled":
+                # sampled SHAP costs seconds per patient: explained when its report is built, against the cohort
+                self._lazy[role] = (model, Xok, slide_feats)
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                ex = explain(model, Xok, **kw)
-            self.explanations[role] = ex
-            if self.provenance is not None:
-                self.modality[role] = modality_shap(ex, self.provenance)
-            slide_feats = [f for f in feats if any(k in f for k in ("lnm_score", "otc_score", "risk_score"))]
-            if self.attention is not None and slide_feats:
-                self.tiles[role] = tile_shap(ex, self.attention, slide_feats)
+                ex = explain(model, Xok)
+            self._store(role, ex, slide_feats)
         self.lnm_prob = None
         if "lnm" in self.models:
             m = self.models["lnm"]
@@ -338,6 +338,33 @@ class ReportContext:
             "packages": _package_versions(),
         }
 
+    def _store(self, role, ex, slide_feats, reference="mean"):
+        from lnmkit.explain import modality_shap, tile_shap
+
+        self.explanations[role] = ex
+        if self.provenance is not None:
+            self.modality[role] = modality_shap(ex, self.provenance)
+        if self.attention is not None and slide_feats:
+            self.tiles[role] = tile_shap(ex, self.attention, slide_feats, reference=reference)
+
+    def _ensure(self, pid):
+        """Explain ``pid`` with the sampled explainer where a model has no exact SHAP."""
+        from lnmkit.explain import explain
+
+        if not self._lazy or self._lazy_cache.get("pid") == pid:
+            return
+        for role, (model, X, slide_feats) in self._lazy.items():
+            if pid not in X.index:
+                self.explanations.pop(role, None)
+                self.modality.pop(role, None)
+                self.tiles.pop(role, None)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                ex = explain(model, X.loc[[pid]], background=X, n_background=30, n_permutations=6)
+            self._store(role, ex, slide_feats, reference={f: float(X[f].mean()) for f in slide_feats})
+        self._lazy_cache["pid"] = pid
+
     def _survival_curves(self, horizons):
         m = self.models["survival"]
         X = self.frame[_features(m, self.frame)][self.rows["survival"]]
@@ -375,6 +402,7 @@ class ReportContext:
         pid = str(patient_id)
         if pid not in self.frame.index:
             raise KeyError(f"patient_report: patient_id {pid!r} is not in the fusion table.")
+        self._ensure(pid)
         sections, summary = [], {}
         sections.append(self._summary_section(pid, summary))
         for role in self.models:
@@ -431,7 +459,9 @@ class ReportContext:
     def _shap_section(self, pid, role, summary):
         from lnmkit.explain import plot_waterfall
 
-        ex = self.explanations[role]
+        ex = self.explanations.get(role)
+        if ex is None:
+            return None
         names = [str(i) for i in ex.instance_names]
         if pid not in names:
             return None
