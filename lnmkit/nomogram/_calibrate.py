@@ -95,8 +95,11 @@ class CalibrationResult:
             ax.plot(t["mean_predicted"], t["km_corrected"], "x-", color="C3", label="bias-corrected")
             ax.set_xlabel(f"predicted S({self.u:g})")
             ax.set_ylabel(f"observed S({self.u:g}) (Kaplan-Meier)")
-        ax.hist(self.predicted, bins=50, range=(0, 1), bottom=0, weights=np.full(self.predicted.size,
-                0.15 / max(1, self.predicted.size) * 10), color="0.8", zorder=0)
+        # spread of the predictions along the bottom, tallest bar 0.1 high
+        counts, edges = np.histogram(self.predicted, bins=50, range=(0, 1))
+        if counts.max() > 0:
+            ax.bar(edges[:-1], 0.1 * counts / counts.max(), width=np.diff(edges), align="edge",
+                   color="0.85", zorder=0, label="predictions")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(f"Calibration (B = {self.B}); mean |error| {self.mean_abs_error:.3f}")
