@@ -153,9 +153,15 @@ def main():
     parser.add_argument("--n-reports", type=int, default=200)
     parser.add_argument("--work", default=None, help="Folder for the synthetic cohort (reused when present).")
     parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument("--only", choices=["treeshap", "sampler", "reports"], default=None,
+                        help="Run one part only.")
     args = parser.parse_args()
-    rows = bench_treeshap() + bench_sampler()
-    if not args.skip_reports:
+    rows = []
+    if args.only in (None, "treeshap"):
+        rows += bench_treeshap()
+    if args.only in (None, "sampler"):
+        rows += bench_sampler()
+    if args.only in (None, "reports") and not args.skip_reports:
         work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="lnmkit-bench-explain-"))
         rows += bench_reports(work, args.n_patients, args.n_reports)
     table = pd.DataFrame(rows)
