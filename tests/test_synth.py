@@ -494,10 +494,11 @@ def test_confounders_are_as_dark_as_the_witness(focal_cohort):
     assert means["lymphoid_aggregate"] > means["witness"], means
 
 
-def test_focal_colour_statistics_do_not_predict_pn(tmp_path):
-    """A mean-RGB / colour-histogram classifier, cross-validated over slides, is near chance.
+def _colour_auc(root):
+    """Cross-validated AUC for pN+ of a colour classifier over a cohort's slides.
 
-    The same classifier separates the classes of a default-regime cohort.
+    Logistic regression on the tissue's mean and standard deviation of R, G, B and an
+    8-bin histogram per channel; 5-fold cross-validation over slides, mean of 5 repeats.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -505,27 +506,37 @@ def test_focal_colour_statistics_do_not_predict_pn(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def colour_auc(root):
-        truth = load_truth(root)
-        features, labels = [], []
-        for slide_id, entry in truth["slides"].items():
-            rgb = _slide_rgb(root, slide_id, entry, 4 if entry["layout"] == "svs" else 2).reshape(-1, 3)
-            tissue = rgb[rgb.min(axis=1) < 210].astype(float)
-            hist = [np.histogram(tissue[:, c], bins=8, range=(0, 256))[0] / len(tissue) for c in range(3)]
-            features.append(np.concatenate([tissue.mean(axis=0), tissue.std(axis=0), *hist]))
-            labels.append(entry["kind"] == "pn_positive")
-        x, y = np.array(features), np.array(labels)
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        aucs = [roc_auc_score(y, cross_val_predict(model, x, y, method="predict_proba",
-                                                   cv=StratifiedKFold(5, shuffle=True, random_state=r))[:, 1])
-                for r in range(5)]
-        return float(np.mean(aucs))
+    truth = load_truth(root)
+    features, labels = [], []
+    for slide_id, entry in truth["slides"].items():
+        rgb = _slide_rgb(root, slide_id, entry, 4 if entry["layout"] == "svs" else 2).reshape(-1, 3)
+        tissue = rgb[rgb.min(axis=1) < 210].astype(float)
+        hist = [np.histogram(tissue[:, c], bins=8, range=(0, 256))[0] / len(tissue) for c in range(3)]
+        features.append(np.concatenate([tissue.mean(axis=0), tissue.std(axis=0), *hist]))
+        labels.append(entry["kind"] == "pn_positive")
+    x, y = np.array(features), np.array(labels)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    aucs = [roc_auc_score(y, cross_val_predict(model, x, y, method="predict_proba",
+                                               cv=StratifiedKFold(5, shuffle=True, random_state=r))[:, 1])
+            for r in range(5)]
+    return float(np.mean(aucs))
 
-    common = dict(seed=4, progress=False, pen_fraction=0.0)
-    focal = colour_auc(make_cohort(tmp_path / "focal", n_patients=40, slide_size=2048, regime="focal",
-                                   witness_fraction=0.03, **common))
-    regions = colour_auc(make_cohort(tmp_path / "regions", n_patients=24, slide_size=1024, **common))
+
+def test_focal_colour_statistics_do_not_predict_pn(tmp_path):
+    """A colour classifier is near chance on a focal cohort and separates a default-regime one."""
+    common = dict(seed=4, slide_size=1024, progress=False, pen_fraction=0.0)
+    focal = _colour_auc(make_cohort(tmp_path / "focal", n_patients=40, regime="focal", witness_fraction=0.03,
+                                    **common))
+    regions = _colour_auc(make_cohort(tmp_path / "regions", n_patients=24, **common))
     assert focal < 0.7 and regions > 0.8, (focal, regions)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("witness_fraction", [0.02, 0.10])
+def test_focal_colour_statistics_do_not_predict_pn_larger_cohort(tmp_path, witness_fraction):
+    root = make_cohort(tmp_path, n_patients=80, seed=12, slide_size=2048, regime="focal",
+                       witness_fraction=witness_fraction, progress=False)
+    assert _colour_auc(root) < 0.65
 
 
 def test_focal_regime_is_deterministic_and_leaves_the_default_alone(tmp_path):
@@ -552,6 +563,10 @@ def test_focal_regime_is_deterministic_and_leaves_the_default_alone(tmp_path):
     assert all("witness_fraction_drawn" not in e for e in truth_plain["slides"].values())
     with pytest.raises(KeyError, match="only in the focal regime"):
         load_confounder_mask(plain, next(iter(truth_plain["slides"])))
+    # A default cohort written over a focal one leaves no focal truth behind.
+    make_cohort(a, overwrite=True, **common)
+    assert not list((a / "truth" / "confounders").glob("*.png")) and not list((a / "truth" / "morphology").glob("*"))
+    assert (a / "truth" / "truth.json").read_bytes() == (plain / "truth" / "truth.json").read_bytes()
 
 
 @pytest.mark.parametrize("kwargs, message", [
