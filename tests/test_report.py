@@ -322,3 +322,15 @@ def test_cli_report_writes_patient_and_cohort_reports(run, tmp_path):
     bad = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(tmp_path / "missing.csv"),
                                    "--lnm-model", str(model_path), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_a_slide_named_after_its_patient_is_not_refused():
+    from lnmkit.report import PatientReport
+    from lnmkit.report._html import Section, forbidden_strings
+
+    rep = PatientReport("P001", [Section("summary", "Summary", "<p>P001</p>")], {},
+                        forbidden=forbidden_strings({"P001": "/data/slides/P001.svs", "P002-A": None}))
+    assert "P001" in rep.to_html()
+    bad = PatientReport("P001", [Section("summary", "Summary", "<p>P002-A</p>")], {}, forbidden=rep.forbidden)
+    with pytest.raises(ReportPrivacyError, match="P002-A"):
+        bad.to_html()

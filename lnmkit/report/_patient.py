@@ -45,6 +45,11 @@ class PatientReport:
     summary: dict = field(default_factory=dict)
     forbidden: list = field(default_factory=list, repr=False)
 
+    def _forbidden(self):
+        # a slide named after the patient (slide_id == patient_id) is no extra identifier
+        pid = self.patient_id.lower()
+        return [s for s in self.forbidden if s.lower() not in pid]
+
     @property
     def images(self):
         """dict of str to bytes: every PNG, named ``<section>_<name>``."""
@@ -58,7 +63,7 @@ class PatientReport:
     def to_html(self):
         """The whole report as one HTML document (str), privacy-checked."""
         text = page(f"lnmkit report, patient {self.patient_id}", self._fragment())
-        check_privacy(text, self.forbidden, where="PatientReport")
+        check_privacy(text, self._forbidden(), where="PatientReport")
         return text
 
     def save(self, path):
@@ -91,7 +96,7 @@ class PatientReport:
 
     def _repr_html_(self):
         text = self._fragment()
-        check_privacy(text, self.forbidden, where="PatientReport")
+        check_privacy(text, self._forbidden(), where="PatientReport")
         return text
 
     def _repr_mimebundle_(self, include=None, exclude=None):
