@@ -88,3 +88,14 @@ def test_notebooks_share_one_numbering():
         assert match, f"notebooks/{name} is outside the NN_name.ipynb numbering"
         numbers.append(match.group(1))
     assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {names}"
+
+
+def test_pipeline_page_shows_the_current_default_configuration(tmp_path):
+    from lnmkit.pipeline import default_config_text
+    from lnmkit.synth import make_cohort
+
+    root = make_cohort(tmp_path / "cohort", n_patients=8, slides=False, progress=False)
+    (root / "slides.csv").write_text("slide_id,patient_id,path\n")
+    text = default_config_text(root, output="run").replace(str(root), "cohort")
+    assert f"```yaml\n{text}```" in (DOCS / "pipeline.md").read_text(), (
+        "docs/pipeline.md shows an outdated `lnmkit init-config` output; paste the current one")
