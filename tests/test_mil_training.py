@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from lnmkit.exceptions import MILInputWarning, NotFittedError
+from lnmkit.mil._slide_norm import standardise_slides
 from lnmkit.mil import (
     CrossFitResult,
     MILClassifier,
@@ -20,7 +21,7 @@ from lnmkit.mil import (
 )
 
 D = 8
-FAST = dict(hidden=16, lr=1e-3, max_epochs=12, batch_size=8, patience=4)
+FAST = dict(hidden=16, lr=3e-3, max_epochs=12, batch_size=8, patience=4)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -141,7 +142,7 @@ def test_standardisation_is_fitted_on_training_bags_only(cohort):
     bags, y = cohort
     train = dict(list(bags.items())[:20])
     clf = MILClassifier(**dict(FAST, max_epochs=1)).fit(train, y)
-    allf = np.concatenate([b.features for b in train.values()])
+    allf = np.concatenate([standardise_slides(b.features, b.slide_index) for b in train.values()])
     np.testing.assert_allclose(clf.feature_mean_, allf.mean(0), atol=1e-5)
     np.testing.assert_allclose(clf.feature_std_, allf.std(0), rtol=1e-4)
 
@@ -174,7 +175,9 @@ def test_noise_labels_give_chance_out_of_fold_but_high_in_sample():
     y = y.copy()
     y["pn_status"] = np.random.default_rng(11).permutation(y.pn_status.to_numpy())
     y["otc"] = np.where(y.pn_status == "pN0", y["otc"].fillna(0), np.nan)
-    memoriser = MILClassifier(hidden=64, lr=5e-3, max_epochs=20, val_fraction=0.0, dropout=0.0, batch_size=8)
+    # Without per-slide standardisation, bag-wide feature shifts let a network memorise its bags.
+    memoriser = MILClassifier(arch="abmil", hidden=64, lr=5e-3, max_epochs=20, val_fraction=0.0, dropout=0.0, batch_size=8,
+                              slide_normalisation=None)
     res = cross_fit(bags, y, n_splits=5, estimator=memoriser, progress=False)
     labels = y.loc[res.oof.index].pn_status == "pN+"
     oof_auc = roc_auc_score(labels, res.oof.lnm_score)
@@ -379,7 +382,8 @@ def test_prediction_uses_every_tile_when_training_subsamples(cohort):
     pid = max(bags, key=lambda p: bags[p].n_tiles)
     bag = bags[pid]
     assert bag.n_tiles > 8
-    x = torch.from_numpy((bag.features - clf.feature_mean_) / clf.feature_std_)[None]
+    x = torch.from_numpy((standardise_slides(bag.features, bag.slide_index) - clf.feature_mean_)
+                         / clf.feature_std_)[None]
     with torch.no_grad():
         full = clf.model_.eval()(x, None)
     pred = clf.predict({pid: bag})

@@ -17,6 +17,7 @@ from lnmkit.exceptions import MILInputError, NotFittedError
 from lnmkit.mil._averaging import WeightAverage
 from lnmkit.mil._data import as_patient_bags, length_bucketed_batches
 from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
+from lnmkit.mil._slide_norm import SLIDE_NORMALISATIONS, standardise_slides
 from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
 
 __all__ = ["MILClassifier", "percentile_rank"]
@@ -79,7 +80,7 @@ class MILClassifier(BaseEstimator):
 
     Parameters
     ----------
-    arch : {"abmil", "gated-abmil", "clam-sb", "mean", "max"}, default="abmil"
+    arch : {"instance", "abmil", "gated-abmil", "clam-sb", "mean", "max"}, default="instance"
     tasks : tuple of {"lnm", "otc", "survival"}, default=("lnm", "otc")
         ``lnm``: pN+ vs pN0. ``otc``: occult tumour cells, trained on pN0 patients
         with a known ``otc`` only. ``survival``: Cox partial likelihood over each
@@ -102,6 +103,11 @@ class MILClassifier(BaseEstimator):
     patience : int, default=8
         Epochs without improvement of the validation loss before stopping. The
         monitored loss is the LNM loss when ``"lnm"`` is a task, else the total.
+    min_epochs : int, default=20
+        Early stopping never stops before this many epochs. On focal morphology
+        the validation loss stays flat for the first 5-25 epochs, until the
+        attention has found the few tiles that matter, and then falls; stopping
+        on that plateau leaves a model that scores at chance.
     max_tiles : int, default=640
         During training, bags with more tiles are randomly subsampled to this many,
         anew each epoch (a regulariser, and the main reason training is fast on
@@ -119,6 +125,20 @@ class MILClassifier(BaseEstimator):
         0 trains for ``max_epochs`` without early stopping.
     class_weight : {"balanced", None}, default="balanced"
         Weight classes of each binary task inversely to their frequency.
+    slide_normalisation : {"robust", None}, default="robust"
+        ``"robust"`` standardises every slide's tiles against that slide's own
+        median and robust scale (median absolute deviation) before anything else,
+        in :meth:`fit` and in :meth:`predict` alike. It removes what shifts a
+        whole slide (stain, scanner, section thickness) and keeps what differs
+        within it (a few tiles of focal morphology move a median very little).
+        On patients with tens to hundreds of bags the network otherwise fits
+        slide-wide feature shifts and never finds focal tumour. ``None`` uses the
+        features as they are: choose it when the label is a property of the whole
+        slide rather than of some of its tiles.
+    shared_attention : bool, default=False
+        Attention networks only: one attention map for every task (the behaviour
+        of earlier lnmkit versions) instead of one per task. With a shared map the
+        OTC head pulls attention away from the tiles that carry LNM.
     random_state : int, default=0
         Seeds initialisation, dropout, sampling and the validation split; the same
         seed gives identical predictions on CPU.
@@ -163,7 +183,7 @@ class MILClassifier(BaseEstimator):
 
     def __init__(
         self,
-        arch="abmil",
+        arch="instance",
         tasks=("lnm", "otc"),
         *,
         hidden=128,
@@ -173,10 +193,13 @@ class MILClassifier(BaseEstimator):
         batch_size=8,
         max_epochs=50,
         patience=8,
+        min_epochs=20,
         max_tiles=640,
         averaging_epochs=3.0,
         val_fraction=0.2,
         class_weight="balanced",
+        slide_normalisation="robust",
+        shared_attention=False,
         random_state=0,
         device="cpu",
         survival_endpoint="os",
@@ -196,10 +219,13 @@ class MILClassifier(BaseEstimator):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.min_epochs = min_epochs
         self.max_tiles = max_tiles
         self.averaging_epochs = averaging_epochs
         self.val_fraction = val_fraction
         self.class_weight = class_weight
+        self.slide_normalisation = slide_normalisation
+        self.shared_attention = shared_attention
         self.random_state = random_state
         self.device = device
         self.survival_endpoint = survival_endpoint
@@ -229,6 +255,7 @@ class MILClassifier(BaseEstimator):
         check_int(self.batch_size, "batch_size", where, minimum=2)
         check_int(self.max_epochs, "max_epochs", where)
         check_int(self.patience, "patience", where)
+        check_int(self.min_epochs, "min_epochs", where, minimum=0)
         check_int(self.max_tiles, "max_tiles", where, minimum=2)
         check_non_negative(self.averaging_epochs, "averaging_epochs", where)
         check_fraction(self.val_fraction, "val_fraction", where, maximum=0.9)
@@ -245,6 +272,12 @@ class MILClassifier(BaseEstimator):
             raise ValueError(
                 f"MILClassifier: class_weight must be 'balanced' or None; got {self.class_weight!r}."
             )
+        if self.slide_normalisation not in SLIDE_NORMALISATIONS:
+            raise ValueError(
+                f"MILClassifier: slide_normalisation must be 'robust' or None; got {self.slide_normalisation!r}."
+            )
+        if not isinstance(self.shared_attention, (bool, np.bool_)):
+            raise ValueError(f"MILClassifier: shared_attention must be True or False; got {self.shared_attention!r}.")
         if self.survival_endpoint not in ("os", "rfs"):
             raise ValueError(
                 f"MILClassifier: survival_endpoint must be 'os' or 'rfs'; got {self.survival_endpoint!r}."
@@ -289,7 +322,7 @@ class MILClassifier(BaseEstimator):
                 f"{len(pids)} training bags."
             )
         self.tasks_ = tasks
-        feats = [bags[p].features for p in pids]
+        feats = [self._slide_standardised(bags[p]) for p in pids]
         self.n_features_in_ = int(feats[0].shape[1])
         total = np.zeros(self.n_features_in_)
         total_sq = np.zeros(self.n_features_in_)
@@ -328,8 +361,10 @@ class MILClassifier(BaseEstimator):
 
     def _build(self, in_dim, tasks):
         extra = {}
+        if self.arch in ("abmil", "gated-abmil", "clam-sb"):
+            extra["shared_attention"] = bool(self.shared_attention)
         if self.arch == "clam-sb":
-            extra = dict(k_instances=self.k_instances, instance_loss=self.instance_loss,
+            extra.update(k_instances=self.k_instances, instance_loss=self.instance_loss,
                          bag_weight=self.bag_weight)
         model = build_model(self.arch, in_dim, self.hidden, self.dropout, tasks, **extra)
         return _init_seeded(model, self.random_state).to(self.device)
@@ -346,6 +381,12 @@ class MILClassifier(BaseEstimator):
 
     def _scale(self, features):
         return ((features - self.feature_mean_) / self.feature_std_).astype(np.float32)
+
+    def _slide_standardised(self, bag):
+        """The bag's features after ``slide_normalisation`` (float32; the bag itself is untouched)."""
+        if self.slide_normalisation is None:
+            return bag.features
+        return standardise_slides(bag.features, bag.slide_index)
 
     def _inner_split(self, lnm, rng):
         """Training / early-stopping split, stratified by pN among the patients whose pN is known.
@@ -461,7 +502,7 @@ class MILClassifier(BaseEstimator):
                 else:
                     bad_epochs += 1
             history.append(row)
-            if len(val_idx) and bad_epochs >= self.patience:
+            if len(val_idx) and bad_epochs >= self.patience and epoch + 1 >= self.min_epochs:
                 break
         if best[2] is not None:
             final.load_state_dict(best[2])
@@ -482,27 +523,33 @@ class MILClassifier(BaseEstimator):
         return float(parts["lnm"]) if "lnm" in parts else float(loss)
 
     # -------------------------------------------------------------- inference
-    def _forward_many(self, model, arrays, with_tiles=False, scale=False):
+    def _forward_many(self, model, arrays, with_tiles=False, raw=False):
         """Run ``model`` in eval mode on full bags; one dict of numpy results per bag.
 
-        ``scale=True`` standardises each group of bags just before its forward pass,
-        so no standardised copy of every bag is held at once.
+        ``arrays`` holds model-ready float32 arrays, or with ``raw=True`` PatientBags,
+        which are then slide-standardised and scaled one group at a time just
+        before the group's forward pass, so no transformed copy of every bag is
+        held at once.
         """
         model.eval()
-        order = np.argsort([a.shape[0] for a in arrays], kind="stable")
+        sizes = [a.n_tiles if raw else a.shape[0] for a in arrays]
+        order = np.argsort(sizes, kind="stable")
         results = [None] * len(arrays)
         start = 0
         with torch.inference_mode():
             while start < len(order):
                 stop = start + 1
-                while stop < len(order) and arrays[order[stop]].shape[0] * (stop - start + 1) <= _EVAL_TILE_BUDGET:
+                while stop < len(order) and sizes[order[stop]] * (stop - start + 1) <= _EVAL_TILE_BUDGET:
                     stop += 1
                 ids = order[start:stop]
-                x = np.concatenate([arrays[i] for i in ids])  # (sum n_i, D)
-                x = torch.from_numpy(self._scale(x) if scale else x)
-                out = model.forward_packed(x.to(self.device), [arrays[i].shape[0] for i in ids])
+                if raw:
+                    x = self._scale(np.concatenate([self._slide_standardised(arrays[i]) for i in ids]))
+                else:
+                    x = np.concatenate([arrays[i] for i in ids])  # (sum n_i, D)
+                x = torch.from_numpy(x)
+                out = model.forward_packed(x.to(self.device), [sizes[i] for i in ids])
                 for j, i in enumerate(ids):
-                    n = arrays[i].shape[0]
+                    n = sizes[i]
                     res = {
                         "logits": {t: float(v[j]) for t, v in out["logits"].items()},
                         "embedding": out["embedding"][j].cpu().numpy(),
@@ -525,7 +572,7 @@ class MILClassifier(BaseEstimator):
                 )
         pids = list(bags)
         with _torch_threads(self.n_threads):
-            outs = self._forward_many(self.model_, [bags[p].features for p in pids], with_tiles, scale=True)
+            outs = self._forward_many(self.model_, [bags[p] for p in pids], with_tiles, raw=True)
         return bags, pids, outs
 
     def _scores_frame(self, pids, outs):

@@ -16,7 +16,10 @@ from lnmkit._version import __version__
 __all__ = ["save_classifier", "load_classifier"]
 
 FORMAT = "lnmkit.mil.MILClassifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Parameters that did not exist when a format version was current, with the value
+# that reproduces the models of that version.
+_DEFAULTS_BEFORE = {2: {"shared_attention": True, "slide_normalisation": None}}
 _JSON_PARAMS = (str, int, float, bool, type(None))
 
 
@@ -100,6 +103,10 @@ def load_classifier(cls, path):
             f"lnmkit ({__version__}) reads up to {FORMAT_VERSION}. Upgrade lnmkit."
         )
     params = dict(config["params"])
+    for version, defaults in _DEFAULTS_BEFORE.items():
+        if int(config.get("format_version", 0)) < version:
+            for key, value in defaults.items():
+                params.setdefault(key, value)
     if isinstance(params.get("tasks"), list):
         params["tasks"] = tuple(params["tasks"])
     clf = cls(**params)

@@ -31,6 +31,7 @@ __all__ = [
     "MaxPoolMIL",
     "ABMIL",
     "CLAMSB",
+    "InstanceMIL",
     "build_model",
     "cox_partial_likelihood",
     "smooth_top1_svm_loss",
@@ -376,6 +377,57 @@ class MaxPoolMIL(MILModel):
         return out
 
 
+class InstanceMIL(MILModel):
+    """Tile logits pooled by their own softmax (a smooth maximum), one pooling per task.
+
+    Each task's head scores every tile, ``s_ti = w_t . h_i + b_t``; the tile's
+    weight is ``a_ti = softmax_i(s_ti)`` and the bag logit is the weighted mean
+    ``sum_i a_ti s_ti``, which lies between the mean and the maximum of the tile
+    logits and approaches the maximum as the scores spread. A bag is positive
+    because some of its tiles are: the standard multiple-instance assumption,
+    built into the network instead of left for an attention branch to learn.
+    The gradient of the bag loss reaches the highest-scoring tiles directly, so
+    training finds a few focal tiles among thousands quickly, and the bag
+    embedding ``z_t = sum_i a_ti h_i`` gives ``logit_t = w_t . z_t + b_t`` exactly,
+    as in the other networks. ``attention``/``embedding`` are the first task's.
+
+    Parameters
+    ----------
+    in_dim, hidden, dropout, tasks
+        See :class:`MILModel`.
+    """
+
+    arch = "instance"
+
+    def pool(self, h, mask):
+        return self._pool_task(self.tasks[0], h, mask)
+
+    def _pool_task(self, task, h, mask):
+        head = self.heads[task]
+        scores = head(h).squeeze(-1).masked_fill(~mask, float("-inf"))  # (B, N)
+        attention = masked_softmax(scores, mask)  # (B, N)
+        z = torch.bmm(attention[:, None, :], h).squeeze(1)  # (B, H)
+        return z, attention, scores
+
+    def _pooled_outputs(self, h, mask):
+        pooled = {t: self._pool_task(t, h, mask) for t in self.tasks}
+        logits, contribution = {}, {}
+        for t, (z, attention, _) in pooled.items():
+            head = self.heads[t]
+            logits[t] = head(z).squeeze(-1)  # (B,) equals sum_i a_ti s_ti
+            contribution[t] = (h @ head.weight[0]) * attention  # (B, N)
+        z, attention, scores = pooled[self.tasks[0]]
+        return {
+            "logits": logits,
+            "attention": attention,
+            "attention_logits": scores,
+            "attentions": {t: p[1] for t, p in pooled.items()},
+            "embedding": z,
+            "instance_embedding": h,
+            "contribution": contribution,
+        }
+
+
 class _AttentionScorer(nn.Module):
     """``w^T tanh(V h)`` or the gated ``w^T (tanh(V h) * sigmoid(U h))`` (Ilse et al., 2018)."""
 
@@ -400,28 +452,69 @@ class _AttentionScorer(nn.Module):
 class ABMIL(MILModel):
     """Attention-based MIL, plain or gated (Ilse et al., 2018).
 
+    By default every task has its own attention branch and pools its own bag
+    embedding ``z_t = sum_i a_ti h_i``; its head reads only ``z_t``. Tasks then
+    cannot pull each other's attention away (an OTC head trained on a few
+    pN0 patients otherwise steers the one shared map away from the tiles that
+    carry LNM). ``attention``, ``attention_logits`` and ``embedding`` in the
+    outputs are those of the first task; ``attentions`` holds every task's map.
+
     Parameters
     ----------
     in_dim, hidden, dropout, tasks
         See :class:`MILModel`.
     gated : bool, default=False
         Use the gated attention branch.
+    shared_attention : bool, default=False
+        One attention branch for all tasks.
     """
 
     arch = "abmil"
 
-    def __init__(self, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"), gated=False):
+    def __init__(self, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"), gated=False,
+                 shared_attention=False):
         super().__init__(in_dim, hidden, dropout, tasks)
         self.gated = bool(gated)
+        self.shared_attention = bool(shared_attention)
         if self.gated:
             self.arch = "gated-abmil"
-        self.attention = _AttentionScorer(hidden, hidden, dropout, self.gated)
+        if self.shared_attention:
+            self.attention = _AttentionScorer(hidden, hidden, dropout, self.gated)
+        else:
+            self.attention = nn.ModuleDict(
+                {t: _AttentionScorer(hidden, hidden, dropout, self.gated) for t in self.tasks})
 
-    def pool(self, h, mask):
-        att_logits = self.attention(h).masked_fill(~mask, float("-inf"))  # (B, N)
+    def _attend(self, scorer, h, mask):
+        att_logits = scorer(h).masked_fill(~mask, float("-inf"))  # (B, N)
         attention = masked_softmax(att_logits, mask)  # (B, N)
         z = torch.bmm(attention[:, None, :], h).squeeze(1)  # (B, H)
         return z, attention, att_logits
+
+    def pool(self, h, mask):
+        scorer = self.attention if self.shared_attention else self.attention[self.tasks[0]]
+        return self._attend(scorer, h, mask)
+
+    def _pooled_outputs(self, h, mask):
+        if self.shared_attention:
+            out = super()._pooled_outputs(h, mask)
+            out["attentions"] = {t: out["attention"] for t in self.tasks}
+            return out
+        pooled = {t: self._attend(self.attention[t], h, mask) for t in self.tasks}
+        logits, contribution = {}, {}
+        for t, (z, attention, _) in pooled.items():
+            head = self.heads[t]
+            logits[t] = head(z).squeeze(-1)  # (B,)
+            contribution[t] = (h @ head.weight[0]) * attention  # (B, N)
+        z, attention, att_logits = pooled[self.tasks[0]]
+        return {
+            "logits": logits,
+            "attention": attention,
+            "attention_logits": att_logits,
+            "attentions": {t: p[1] for t, p in pooled.items()},
+            "embedding": z,
+            "instance_embedding": h,
+            "contribution": contribution,
+        }
 
 
 class CLAMSB(ABMIL):
@@ -448,9 +541,13 @@ class CLAMSB(ABMIL):
 
     def __init__(
         self, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"),
-        k_instances=8, instance_loss="svm", bag_weight=0.7,
+        k_instances=8, instance_loss="svm", bag_weight=0.7, shared_attention=False,
     ):
-        super().__init__(in_dim, hidden, dropout, tasks, gated=True)
+        if "lnm" not in tuple(tasks):
+            raise ValueError(f"CLAMSB: tasks must include 'lnm'; got {tuple(tasks)}.")
+        # The instance loss reads the first task's attention: make that the LNM map.
+        tasks = ("lnm",) + tuple(t for t in tasks if t != "lnm")
+        super().__init__(in_dim, hidden, dropout, tasks, gated=True, shared_attention=shared_attention)
         self.arch = "clam-sb"
         if "lnm" not in self.tasks:
             raise ValueError(f"CLAMSB: tasks must include 'lnm'; got {self.tasks}.")
@@ -499,7 +596,7 @@ class CLAMSB(ABMIL):
         return self.bag_weight * bag + (1.0 - self.bag_weight) * inst
 
 
-ARCHITECTURES = ("abmil", "gated-abmil", "clam-sb", "mean", "max")
+ARCHITECTURES = ("instance", "abmil", "gated-abmil", "clam-sb", "mean", "max")
 
 
 def build_model(arch, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"), **kwargs):
@@ -507,13 +604,14 @@ def build_model(arch, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"), **
 
     Parameters
     ----------
-    arch : {"abmil", "gated-abmil", "clam-sb", "mean", "max"}
+    arch : {"instance", "abmil", "gated-abmil", "clam-sb", "mean", "max"}
     in_dim : int
     hidden : int, default=128
     dropout : float, default=0.25
     tasks : tuple of str, default=("lnm", "otc")
     **kwargs
-        Passed to :class:`CLAMSB` (``k_instances``, ``instance_loss``, ``bag_weight``).
+        ``shared_attention`` for the attention networks, and for :class:`CLAMSB`
+        ``k_instances``, ``instance_loss`` and ``bag_weight``.
 
     Returns
     -------
@@ -524,11 +622,13 @@ def build_model(arch, in_dim, hidden=128, dropout=0.25, tasks=("lnm", "otc"), **
     if bad or not tasks or len(set(tasks)) != len(tasks):
         raise ValueError(f"build_model: tasks must be distinct names from {TASKS}; got {tasks}.")
     if arch == "abmil":
-        return ABMIL(in_dim, hidden, dropout, tasks, gated=False)
+        return ABMIL(in_dim, hidden, dropout, tasks, gated=False, **kwargs)
     if arch == "gated-abmil":
-        return ABMIL(in_dim, hidden, dropout, tasks, gated=True)
+        return ABMIL(in_dim, hidden, dropout, tasks, gated=True, **kwargs)
     if arch == "clam-sb":
         return CLAMSB(in_dim, hidden, dropout, tasks, **kwargs)
+    if arch == "instance":
+        return InstanceMIL(in_dim, hidden, dropout, tasks)
     if arch == "mean":
         return MeanPoolMIL(in_dim, hidden, dropout, tasks)
     if arch == "max":

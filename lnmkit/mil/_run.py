@@ -80,7 +80,7 @@ def run_mil(
     features_dir,
     cohort_dir,
     out_dir,
-    arch="abmil",
+    arch="instance",
     n_splits=5,
     seed=0,
     tasks=("lnm", "otc"),
@@ -102,7 +102,7 @@ def run_mil(
         Cohort folder (tables; the slide files need not be present).
     out_dir : str or path-like
         Destination folder.
-    arch : {"abmil", "gated-abmil", "clam-sb", "mean", "max"}, default="abmil"
+    arch : {"instance", "abmil", "gated-abmil", "clam-sb", "mean", "max"}, default="instance"
     n_splits : int, default=5
     seed : int, default=0
         Seeds the folds and the training.
