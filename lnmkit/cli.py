@@ -391,8 +391,10 @@ def run(
                 typer.echo(str(problem), err=True)
         typer.echo(f"error: the cohort has errors; fix them (`lnmkit validate`) and run again", err=True)
         raise typer.Exit(code=1)
-    except (LnmkitError, ValueError, OSError, ImportError) as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+    except (LnmkitError, ValueError, OSError, ImportError, RuntimeError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", err=True)
+        for note in getattr(exc, "__notes__", []):
+            typer.echo(f"  {note}", err=True)
         raise typer.Exit(code=1)
     for stage, row in result.table.iterrows():
         typer.echo(f"{stage:<12} {row['action']:<8} {row['seconds']:8.1f} s  {row['reason']}")

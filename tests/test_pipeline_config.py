@@ -264,3 +264,27 @@ def test_mil_arch_choices_are_the_mil_architectures():
 
     (literal, _none) = get_args(MILConfig.model_fields["arch"].annotation)
     assert set(get_args(literal)) == set(ARCHITECTURES)
+
+
+def test_cli_run_names_the_failed_stage(tables_cohort, tmp_path):
+    """A stage that fails exits 1, names the stage, and leaves the stages before it complete."""
+    import pandas as pd
+
+    cohort = tmp_path / "c"
+    cohort.mkdir()
+    for name in ("clinical.csv", "outcomes.csv", "radiology_nodes.csv"):
+        (cohort / name).write_bytes((tables_cohort / name).read_bytes())
+    # every patient pN0: no LNM model can be fitted
+    outcomes = pd.read_csv(cohort / "outcomes.csv", dtype=str)
+    outcomes["pn_status"], outcomes["pn_category"], outcomes["positive_nodes"] = "pN0", "pN0", "0"
+    outcomes.to_csv(cohort / "outcomes.csv", index=False)
+    path = _write(tmp_path, "cohort: c\noutput: run\nslides: {enabled: false}\nmil: {enabled: false}\n"
+                            "endpoints: {binary: [lnm], survival: []}\nevaluation: {enabled: false}\n"
+                            "nomogram: {enabled: false}\nreports: {enabled: false}\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "stage 'models' failed" in result.output
+    from lnmkit.pipeline import read_record
+
+    assert read_record(tmp_path / "run" / "models").status == "failed"
+    assert read_record(tmp_path / "run" / "fusion").status == "complete"

@@ -271,6 +271,9 @@ def run_pipeline(config, *, scheduler=None, force=(), progress=True, check=True)
         except BaseException as exc:
             StageRecord(status="failed", finished=now_iso(), seconds=timer.seconds,
                         error=f"{type(exc).__name__}: {exc}"[:2000], **base).write(stage_dir)
+            if isinstance(exc, Exception):
+                exc.add_note(f"lnmkit run: stage {stage.name!r} failed (record: {stage_dir / 'stage.json'}); "
+                             "the stages before it are kept, and the next run starts from it")
             raise
         output_hashes = stage.output_hashes(result.outputs)
         record = StageRecord(
