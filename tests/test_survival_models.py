@@ -237,6 +237,8 @@ def test_cox_needs_more_events_than_terms(whas):
         CoxPH().fit(X, few)
     with pytest.raises(ModelInputError, match=r"constant in the training data"):
         CoxPH().fit(X.assign(k=1.0), y)
+    with pytest.raises(ModelInputError, match=r"column\(s\) \['s'\] are linear combinations of other columns"):
+        CoxPH().fit(X.assign(s=X["age"] + 2 * X["hr"]), y)
 
 
 def test_parameter_checks(whas):

@@ -137,8 +137,6 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
         constant = [c for c in terms if np.ptp(design[c].to_numpy()) == 0]
         if constant:
             raise ModelInputError(f"{where}: column(s) {constant} are constant in the training data; drop them.")
-        if penalizer == 0:
-            _check_collinear(design, where)
         frame = design.reset_index(drop=True)
         frame[_T], frame[_E] = time, event.astype(int)
         fitter = CoxPHFitter(penalizer=penalizer, l1_ratio=l1_ratio, alpha=1 - level)
@@ -150,6 +148,7 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
                 fitter.fit(frame, duration_col=_T, event_col=_E, show_progress=False,
                            fit_options={"precision": tol, "max_steps": 200})
         except ConvergenceError as err:
+            _check_collinear(design, where)  # names the columns when that is the cause
             raise ModelInputError(f"{where}: the partial-likelihood fit did not converge ({str(err)[:120]}...). "
                                   f"Usual causes: a column that separates events perfectly, or nearly collinear "
                                   f"columns; set penalizer > 0 (e.g. 0.1) or drop columns.") from err
@@ -220,7 +219,7 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
 
 def _rank(x):
     # eigenvalues of the p x p cross-product: cheap for n >> p, exact collinearity gives ~0
-    ev = np.linalg.eigvalsh(x.T @ x)
+    ev = np.linalg.eigvalsh(np.einsum("ij,ik->jk", x, x))
     return int((ev > max(ev.max(), 1e-300) * 1e-11).sum())
 
 
