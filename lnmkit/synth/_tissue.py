@@ -420,7 +420,7 @@ def draw_style(rng):
 def _compartments(rng, shape, tissue, tumour, unit, focal=None, style=None):
     """Compartment label (int8) of every pixel of a grid of ``unit`` canvas pixels.
 
-    ``focal`` (focal regime) is a :func:`_focal_layout` pair ``(labels, windows)``;
+    ``focal`` (focal regime) is the :func:`_focal_layout` triple ``(labels, interior, windows)``;
     ``style`` is a :func:`draw_style` dictionary.
     """
     # Gland layout: lumen where a noise field is high, epithelium around it with a
@@ -464,7 +464,7 @@ def _compartments(rng, shape, tissue, tumour, unit, focal=None, style=None):
 
 def _focal_compartments(rng, shape, code, interior, px):
     """Compartments of one focal morphology or confounder over a grid of ``shape``."""
-    period = min(int(1024 * px), 1 << int(math.ceil(math.log2(max(shape + (64,))))))
+    period = min(int(1024 * px), 1 << int(math.ceil(math.log2(max(shape + (128,))))))
     if code == FOCAL_CODES["glandular"]:
         # Crowded, irregular, back-to-back glands with small lumens and little stroma
         # (as the tumour of the default regime).
