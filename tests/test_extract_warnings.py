@@ -37,3 +37,16 @@ def test_failed_slides_are_named_and_no_absolute_path_is_stored(synthetic_cohort
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     assert attrs["slide_path"] == rows[0][2] and "source_path" not in attrs
     assert not any(absolute in str(v) for v in attrs.values())
+
+
+def test_rerun_removes_the_temporary_files_of_a_killed_run(synthetic_cohort_dir, tmp_path):
+    slides = pd.read_csv(synthetic_cohort_dir / "slides.csv", dtype=str).iloc[:1].set_index("slide_id")
+    slides["path"] = [str(synthetic_cohort_dir / p) for p in slides["path"]]
+    fs = extract(slides, tmp_path, progress=False)
+    leftovers = [fs.root / "h5" / ".S.h5.abc123.h5.part", fs.root / "tissue" / ".S.geojson.x1.geojson.part",
+                 fs.root / ".manifest.csv.y2.csv.part"]
+    for path in leftovers:
+        path.write_bytes(b"half")  # what SIGKILL during an atomic write leaves behind
+    again = extract(slides, tmp_path, progress=False)
+    assert again.root == fs.root and not any(p.exists() for p in leftovers)
+    assert not list(fs.root.rglob(".*.part"))

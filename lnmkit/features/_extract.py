@@ -304,6 +304,16 @@ def _is_done(row, bag_path, phash):
     return complete and stored == phash
 
 
+def _remove_stale_parts(run_dir):
+    """Delete temporary files a killed run left (``.<name>.*.part``); never a finished output."""
+    for folder in (run_dir, run_dir / "h5", run_dir / "tissue", run_dir / "qc"):
+        for part in folder.glob(".*.part"):
+            try:
+                part.unlink()
+            except OSError:
+                pass
+
+
 def _write_manifest(path, rows):
     frame = pd.DataFrame(list(rows.values()), columns=MANIFEST_COLUMNS)
     atomic_write_text(path, frame.to_csv(index=False))
@@ -336,7 +346,8 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
     names them. Bags and the manifest record slide paths relative to the
     cohort folder (``slide_path``), never the absolute path.
     Rerunning with the same parameters skips finished slides and retries failed
-    ones; changed parameters give a new run folder.
+    ones, and removes the temporary files of a run that was killed mid-write;
+    changed parameters give a new run folder.
 
     Parameters
     ----------
@@ -410,6 +421,7 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
     phash = params_hash(params)
     run_dir = Path(out_dir) / run_name(params)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(run_dir)
     atomic_write_text(run_dir / "params.json", json.dumps(params, indent=2, sort_keys=True))
 
     manifest_path = run_dir / "manifest.csv"
