@@ -123,11 +123,13 @@ def test_end_to_end_on_synthetic_cohort(tmp_path):
     from lnmkit import Cohort
     from lnmkit.features import extract
     from lnmkit.mil import run_mil
-    from lnmkit.synth import make_cohort
+    from lnmkit.synth import make_cohort, write_planted_annotations
 
     cohort_dir = make_cohort(tmp_path / "cohort", n_patients=40, seed=0, slide_size=4096, progress=False)
     extract(Cohort.from_dir(cohort_dir), tmp_path / "features", encoder="stain-texture", progress=False)
-    run = run_mil(tmp_path / "features", cohort_dir, tmp_path / "mil", n_splits=5, seed=0, progress=False)
+    write_planted_annotations(cohort_dir, tmp_path / "annotations")
+    run = run_mil(tmp_path / "features", cohort_dir, tmp_path / "mil", n_splits=5, seed=0,
+                  annotations=tmp_path / "annotations", progress=False)
     m = json.loads((tmp_path / "mil" / "metrics.json").read_text())
     assert m["auc"]["lnm"]["auc"] >= 0.90
     assert "otc" in m["auc"]
