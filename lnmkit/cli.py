@@ -129,7 +129,7 @@ def mil(
     features_dir: str = typer.Argument(..., help="Folder written by `lnmkit features --out`."),
     cohort: str = typer.Option(..., "--cohort", help="Cohort folder (clinical.csv, outcomes.csv, slides.csv)."),
     out: str = typer.Option(..., "--out", help="Folder for scores, attention, metrics and models."),
-    arch: str = typer.Option("abmil", "--arch", help="abmil | gated-abmil | clam-sb | mean | max."),
+    arch: str = typer.Option("instance", "--arch", help="instance | abmil | gated-abmil | clam-sb | mean | max."),
     n_splits: int = typer.Option(5, "--n-splits", help="Cross-fitting folds (split by patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
     tasks: str = typer.Option("lnm,otc", "--tasks", help="Comma-separated heads: lnm, otc, survival."),
