@@ -261,6 +261,29 @@ class MILModel(nn.Module):
             "contribution": contribution,
         }
 
+    def _per_task_outputs(self, pooled, h):
+        """Outputs when every task pools its own embedding.
+
+        ``pooled`` maps task -> ``(z (B, H), attention (B, N), attention_logits (B, N))``;
+        each head reads its own ``z``. ``attention``, ``attention_logits`` and
+        ``embedding`` are the first task's; ``attentions`` holds every task's map.
+        """
+        logits, contribution = {}, {}
+        for t, (z, attention, _) in pooled.items():
+            head = self.heads[t]
+            logits[t] = head(z).squeeze(-1)  # (B,)
+            contribution[t] = (h @ head.weight[0]) * attention  # (B, N)
+        z, attention, att_logits = pooled[self.tasks[0]]
+        return {
+            "logits": logits,
+            "attention": attention,
+            "attention_logits": att_logits,
+            "attentions": {t: p[1] for t, p in pooled.items()},
+            "embedding": z,
+            "instance_embedding": h,
+            "contribution": contribution,
+        }
+
     def _contribution(self, h, attention, mask):
         weights = torch.stack([self.heads[t].weight[0] for t in self.tasks], dim=1)  # (H, T)
         per_tile = (h @ weights) * attention[..., None]  # (B, N, T)
@@ -410,22 +433,8 @@ class InstanceMIL(MILModel):
         return z, attention, scores
 
     def _pooled_outputs(self, h, mask):
-        pooled = {t: self._pool_task(t, h, mask) for t in self.tasks}
-        logits, contribution = {}, {}
-        for t, (z, attention, _) in pooled.items():
-            head = self.heads[t]
-            logits[t] = head(z).squeeze(-1)  # (B,) equals sum_i a_ti s_ti
-            contribution[t] = (h @ head.weight[0]) * attention  # (B, N)
-        z, attention, scores = pooled[self.tasks[0]]
-        return {
-            "logits": logits,
-            "attention": attention,
-            "attention_logits": scores,
-            "attentions": {t: p[1] for t, p in pooled.items()},
-            "embedding": z,
-            "instance_embedding": h,
-            "contribution": contribution,
-        }
+        # each head applied to its own z_t gives sum_i a_ti s_ti, the pooled tile logit
+        return self._per_task_outputs({t: self._pool_task(t, h, mask) for t in self.tasks}, h)
 
 
 class _AttentionScorer(nn.Module):
@@ -499,22 +508,7 @@ class ABMIL(MILModel):
             out = super()._pooled_outputs(h, mask)
             out["attentions"] = {t: out["attention"] for t in self.tasks}
             return out
-        pooled = {t: self._attend(self.attention[t], h, mask) for t in self.tasks}
-        logits, contribution = {}, {}
-        for t, (z, attention, _) in pooled.items():
-            head = self.heads[t]
-            logits[t] = head(z).squeeze(-1)  # (B,)
-            contribution[t] = (h @ head.weight[0]) * attention  # (B, N)
-        z, attention, att_logits = pooled[self.tasks[0]]
-        return {
-            "logits": logits,
-            "attention": attention,
-            "attention_logits": att_logits,
-            "attentions": {t: p[1] for t, p in pooled.items()},
-            "embedding": z,
-            "instance_embedding": h,
-            "contribution": contribution,
-        }
+        return self._per_task_outputs({t: self._attend(self.attention[t], h, mask) for t in self.tasks}, h)
 
 
 class CLAMSB(ABMIL):
