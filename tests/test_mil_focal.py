@@ -162,7 +162,7 @@ def test_models_saved_by_format_1_load_with_their_own_attention_and_features(tmp
 
 @pytest.mark.slow
 def test_default_mil_on_a_focal_synthetic_cohort(tmp_path):
-    """Focal cohort (5% witness, seed unused by the benchmark) -> features -> run_mil defaults."""
+    """Focal cohort (2% witness, a cohort seed the benchmark does not use) -> features -> run_mil defaults."""
     import json
 
     from lnmkit import Cohort
@@ -170,14 +170,15 @@ def test_default_mil_on_a_focal_synthetic_cohort(tmp_path):
     from lnmkit.mil import run_mil
     from lnmkit.synth import make_cohort, write_planted_annotations
 
-    cohort_dir = make_cohort(tmp_path / "cohort", n_patients=60, seed=77, slide_size=8192, regime="focal",
-                             witness_fraction=0.05, progress=False)
+    cohort_dir = make_cohort(tmp_path / "cohort", n_patients=120, seed=77, slide_size=8192, regime="focal",
+                             witness_fraction=0.02, progress=False)
     extract(Cohort.from_dir(cohort_dir), tmp_path / "features", progress=False)
     write_planted_annotations(cohort_dir, tmp_path / "annotations")
     # focal regions are often smaller than a tile: a witness tile is one that is at least 10% witness
     run_mil(tmp_path / "features", cohort_dir, tmp_path / "mil", seed=0, annotations=tmp_path / "annotations",
             annotation_threshold=0.1, progress=False)
     metrics = json.loads((tmp_path / "mil" / "metrics.json").read_text())
-    # benchmarks/bench_mil_focal.py at 5% witness and 120 patients: see docs/mil.md, Focal morphology
-    assert metrics["auc"]["lnm"]["auc"] >= 0.75
-    assert metrics["attention_localisation"]["pooled_auc"] >= 0.80
+    # benchmarks/bench_mil_focal.py at 2% witness and 120 patients (docs/mil.md, Focal morphology):
+    # LNM AUC 0.878-0.920 and localisation 0.910-0.928 over five seeds
+    assert metrics["auc"]["lnm"]["auc"] >= 0.80
+    assert metrics["attention_localisation"]["pooled_auc"] >= 0.85
