@@ -279,3 +279,31 @@ def test_every_stage_on_the_small_cohort(synthetic_cohort_dir, tmp_path):
     assert read_record(tmp_path / "run" / "fusion").input_hashes.keys() >= {"stage:mil_nested", "stage:radiology"}
     again = run_pipeline(load_config(data, overrides={"nomogram.bootstrap": 5}), progress=False)
     assert set(again.ran) == {"nomogram", "reports"}
+
+
+def test_nomogram_that_cannot_be_fitted_is_reported_and_the_run_goes_on(reference_run, tmp_path, monkeypatch):
+    from lnmkit.pipeline import _stages_models
+
+    real = _stages_models.load_fusion
+
+    def with_separator(ctx):
+        table = real(ctx)
+        # a predictor equal to pN status: the logistic likelihood has no maximum
+        table.frame["slide_separator"] = table.lnm_labels()
+        return table
+
+    monkeypatch.setattr(_stages_models, "load_fusion", with_separator)
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run.out_dir, run_dir)
+    config = load_config(reference_run.config.model_dump(mode="json"),
+                         overrides={"output": str(run_dir), "nomogram.enabled": True,
+                                    "nomogram.predictors": ["age", "slide_separator"], "nomogram.bootstrap": 5})
+    with pytest.warns(UserWarning, match=r"nomogram \(lnm\) not fitted"):
+        result = run_pipeline(config, progress=False)
+    assert result.ran == ["nomogram"]
+    record = read_record(run_dir / "nomogram")
+    assert "separates the outcome" in record.summary["not_fitted"]["lnm"]
+    assert set(record.outputs) == {"os"} and (run_dir / "nomogram" / "os" / "nomogram.png").is_file()
+    assert not (run_dir / "nomogram" / "lnm").exists()
+    assert any(line.startswith("nomogram (lnm) not fitted: ") for line in result.results_lines())
+    assert set(record.summary["os"]["Dxy"]) == {"index_orig", "optimism", "index_corrected"}

@@ -68,6 +68,7 @@ class PipelineResult:
         """The nested cross-validated results as a small text table (AUC, C-index, CIs).
 
         Read from ``evaluation/summary.json``; empty when the evaluation is switched off.
+        A nomogram that could not be fitted is named with the reason.
 
         Returns
         -------
@@ -75,9 +76,15 @@ class PipelineResult:
         """
         import json
 
-        if "evaluation" not in self.records:
-            return []
-        summary = json.loads(self.output("evaluation", "summary").read_text())
+        lines = []
+        if "evaluation" in self.records:
+            lines += self._evaluation_lines(json.loads(self.output("evaluation", "summary").read_text()))
+        if "nomogram" in self.records:
+            for kind, reason in self.records["nomogram"].summary.get("not_fitted", {}).items():
+                lines.append(f"nomogram ({kind}) not fitted: {reason}")
+        return lines
+
+    def _evaluation_lines(self, summary):
         rows = []
         for key, models in summary.items():
             endpoint = "LNM" if key == "lnm" else key.removeprefix("survival_").upper()

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from lnmkit._io import atomic_write_text
+from lnmkit.exceptions import NomogramInputError
 from lnmkit.pipeline._stage import StageResult
 
 __all__ = ["run_mil_nested", "run_fusion", "run_models", "run_evaluation", "load_nested", "load_fusion"]
@@ -351,31 +352,42 @@ def _nomogram_data(ctx, table, predictors):
 
 
 def run_nomogram(ctx) -> StageResult:
-    """rms-style nomograms (logistic for LNM, Cox for the first survival endpoint), validated by bootstrap."""
+    """rms-style nomograms (logistic for LNM, Cox for the first survival endpoint), validated by bootstrap.
+
+    A nomogram whose model cannot be fitted on this cohort (a predictor that separates
+    the outcome, a predictor with one value, ...) is not fatal: the reason goes to the
+    stage summary under ``not_fitted`` and to the log, and the other nomogram and the
+    later stages go on.
+    """
     from lnmkit.nomogram import write_nomogram
 
     config, cohort = ctx.config, ctx.cohort()
     nomo = config.nomogram
     table = load_fusion(ctx)
     data = _nomogram_data(ctx, table, nomo.predictors)
-    outputs, summary = {}, {}
+    outputs, summary, not_fitted = {}, {}, {}
     splines = [s for s in nomo.splines if s in nomo.predictors] or None
+    jobs = []
     if "lnm" in config.endpoints.binary:
         y = table.lnm_labels()
-        frame = data.assign(pn_positive=y)[y.notna()]
-        report = write_nomogram(frame, list(nomo.predictors), "pn_positive", ctx.stage_dir / "lnm", kind="logistic",
-                                splines=splines, impute="median", B=nomo.bootstrap, seed=int(config.seed))
-        outputs["lnm"] = ctx.stage_dir / "lnm"
-        summary["lnm"] = _validation_summary(report)
+        jobs.append(("lnm", data.assign(pn_positive=y)[y.notna()], "pn_positive", {"kind": "logistic"}))
     if config.endpoints.survival:
         endpoint = config.endpoints.survival[0]
         patients, y = _survival_target(cohort, endpoint, table.index)
         frame = data.loc[patients].assign(time=y["time"], event=y["event"].astype(int))
-        report = write_nomogram(frame, list(nomo.predictors), ("time", "event"), ctx.stage_dir / endpoint,
-                                kind="cox", times=list(nomo.times), splines=splines, impute="median",
-                                B=nomo.bootstrap, seed=int(config.seed))
-        outputs[endpoint] = ctx.stage_dir / endpoint
-        summary[endpoint] = _validation_summary(report)
+        jobs.append((endpoint, frame, ("time", "event"), {"kind": "cox", "times": list(nomo.times)}))
+    for name, frame, outcome, kind in jobs:
+        try:
+            report = write_nomogram(frame, list(nomo.predictors), outcome, ctx.stage_dir / name, splines=splines,
+                                    impute="median", B=nomo.bootstrap, seed=int(config.seed), **kind)
+        except NomogramInputError as exc:
+            not_fitted[name] = str(exc)
+            warnings.warn(f"nomogram ({name}) not fitted: {exc}", stacklevel=2)
+            continue
+        outputs[name] = ctx.stage_dir / name
+        summary[name] = _validation_summary(report)
+    if not_fitted:
+        summary["not_fitted"] = not_fitted
     return StageResult(outputs, summary)
 
 
@@ -387,7 +399,7 @@ def _validation_summary(report):
     for index in ("Dxy", "Slope"):
         if index in frame.index:
             row = frame.loc[index]
-            out[index] = {k: _num(row.get(k)) for k in ("index.orig", "optimism", "index.corrected")
+            out[index] = {k: _num(row.get(k)) for k in ("index_orig", "optimism", "index_corrected")
                           if k in row.index}
     return out
 
@@ -502,6 +514,8 @@ def run_reports(ctx) -> StageResult:
             if (folder / "validate.csv").is_file():
                 validation[f"nomogram ({kind}): bootstrap validation"] = _read_table(folder / "validate.csv")
             nomograms[kind] = load_nomogram_model(ctx, kind)
+        for kind, reason in ctx.records["nomogram"].summary.get("not_fitted", {}).items():
+            validation[f"nomogram ({kind}): not fitted"] = pd.DataFrame({"reason": [reason]})
     ev = config.evaluation
     how = (f"nested {ev.n_splits} x {ev.inner_splits} cross-validation split by patient; slide scores "
            "out-of-fold at both levels" if config.evaluation.enabled else None)
@@ -519,7 +533,7 @@ def run_reports(ctx) -> StageResult:
         context = ReportContext(models, table, outcomes=cohort, crossfit=crossfit, slides=cohort,
                                 tile_size_level0=open_features(ctx.output("features", "run"))
                                 if "features" in ctx.records else None,
-                                nomogram=nomograms.get("lnm"), endpoint=endpoint)
+                                nomogram=nomograms.get("lnm", nomograms.get(endpoint)), endpoint=endpoint)
         for pid in patients:
             context.patient_report(pid).save(ctx.stage_dir / "patients" / f"{pid}.html")
         outputs["patients"] = ctx.stage_dir / "patients"
