@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FitFailure", "LogisticFit", "CoxFit", "fit_logistic", "fit_cox", "efron_loglik",
-           "efron_baseline", "refit_cox_slope"]
+__all__ = ["FitFailure", "LogisticFit", "CoxFit", "fit_logistic", "logistic_fit_from_coef", "orthonormal_columns",
+           "fit_cox", "cox_fit_from_coef", "efron_loglik", "efron_baseline"]
 
 
 class FitFailure(RuntimeError):
@@ -152,9 +152,28 @@ def fit_logistic(X, y):
     params = np.asarray(res.params, dtype=float)
     if not res.converged or not np.all(np.isfinite(params)):
         raise FitFailure("logistic fit did not converge")
-    p = y.mean()
+    return logistic_fit_from_coef(params[0], params[1:], res.llf, y)
+
+
+def logistic_fit_from_coef(intercept, coef, loglik, y):
+    """A :class:`LogisticFit` for given coefficients, with the intercept-only log-likelihood of ``y``.
+
+    Parameters
+    ----------
+    intercept : float
+    coef : ndarray of shape (p,)
+    loglik : float
+        Log-likelihood at the coefficients.
+    y : ndarray of shape (n,), 0/1
+
+    Returns
+    -------
+    LogisticFit
+    """
+    n = len(y)
+    p = float(np.mean(y))
     loglik0 = n * (p * np.log(p) + (1 - p) * np.log(1 - p)) if 0 < p < 1 else 0.0
-    return LogisticFit(intercept=float(params[0]), coef=params[1:], loglik=float(res.llf),
+    return LogisticFit(intercept=float(intercept), coef=np.asarray(coef, dtype=float), loglik=float(loglik),
                        loglik0=float(loglik0), n=n)
 
 
@@ -192,13 +211,9 @@ def efron_loglik(lp, time, event):
     -------
     float
     """
-    lp = np.asarray(lp, dtype=float)
-    event = np.asarray(event, dtype=float)
-    shift = lp.max() if lp.size else 0.0
-    lp = lp - shift  # the log-likelihood does not change with a shift; exp() then cannot overflow
-    _, _, risk, d, wd = _grouped(np.asarray(time, dtype=float), event, lp)
-    _, denom = _efron_terms(risk, d, wd)
-    return float(np.sum(lp * event) - np.sum(np.log(denom)))
+    from lnmkit.nomogram._newton import EfronTies
+
+    return EfronTies(time, event).loglik(lp)
 
 
 def efron_baseline(lp, time, event):
@@ -232,7 +247,40 @@ def efron_baseline(lp, time, event):
     return times, surv
 
 
-def fit_cox(X, time, event, init=None):
+def orthonormal_columns(X):
+    """Centred, orthonormalised columns and the map back to the coefficients of ``X``.
+
+    With ``X - mean = z r``: a fit on ``z`` with coefficients ``gamma`` is the fit on
+    ``X`` with ``beta = r^-1 gamma`` (intercepts shifted by ``mean @ beta``). Spline
+    columns are nearly collinear; on ``z`` (columns of norm sqrt(n), orthogonal) every
+    solver sees a well-conditioned problem with the same maximum.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, p)
+
+    Returns
+    -------
+    z : ndarray of shape (n, p)
+    r : ndarray of shape (p, p)
+        Upper triangular.
+    mean : ndarray of shape (p,)
+
+    Raises
+    ------
+    FitFailure
+        If a column is constant or collinear with the others.
+    """
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    q, r = np.linalg.qr(X - mean)
+    diag = np.abs(np.diag(r))
+    if diag.size and np.min(diag) < 1e-10 * max(1.0, np.max(diag)):
+        raise FitFailure("design matrix is singular (a column is constant or collinear)")
+    return q * np.sqrt(n), r / np.sqrt(n), mean
+
+
+def fit_cox(X, time, event):
     """Cox proportional hazards fit (lifelines ``CoxPHFitter``, Efron ties, no penalty).
 
     Parameters
@@ -240,9 +288,6 @@ def fit_cox(X, time, event, init=None):
     X : ndarray of shape (n, p)
     time : ndarray of shape (n,)
     event : ndarray of shape (n,), 0/1
-    init : ndarray of shape (p,), optional
-        Starting coefficients (bootstrap refits start from the original fit: fewer
-        Newton steps, same maximum).
 
     Returns
     -------
@@ -257,34 +302,23 @@ def fit_cox(X, time, event, init=None):
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceWarning
 
-    # Spline columns are nearly collinear; lifelines' step-size control then stalls far
-    # from the maximum. Fitting on orthonormalised columns (Xc = Q R) and mapping the
-    # coefficients back (beta = R^-1 gamma) gives the same maximum, well conditioned.
-    n = X.shape[0]
-    Xc = X - X.mean(axis=0)
-    q, r = np.linalg.qr(Xc)
-    if np.min(np.abs(np.diag(r))) < 1e-10 * max(1.0, np.max(np.abs(np.diag(r)))):
-        raise FitFailure("Cox design matrix is singular (a column is constant or collinear)")
-    scale = np.sqrt(n)
+    # lifelines' step-size control stalls far from the maximum on nearly collinear
+    # spline columns: it fits the orthonormalised ones.
+    z, r, _ = orthonormal_columns(X)
     names = [f"z{j}" for j in range(X.shape[1])]
-    frame = pd.DataFrame(q * scale, columns=names)
+    frame = pd.DataFrame(z, columns=names)
     frame["_time"] = time
     frame["_event"] = event
-    start = None
-    if init is not None:
-        # lifelines starts from coefficients of its own standardised columns
-        start = (r @ np.asarray(init, dtype=float)) / scale * frame[names].std().to_numpy()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            cph = CoxPHFitter().fit(frame, duration_col="_time", event_col="_event", initial_point=start)
+            cph = CoxPHFitter().fit(frame, duration_col="_time", event_col="_event")
         except Exception as exc:  # ConvergenceError, singular Hessian: the sample is unusable
             raise FitFailure(f"Cox fit failed: {exc}") from exc
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         raise FitFailure("Cox fit did not converge: " + "; ".join(
             str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)))
-    gamma = cph.params_.to_numpy(dtype=float)
-    coef = np.linalg.solve(r, gamma * scale)
+    coef = np.linalg.solve(r, cph.params_.to_numpy(dtype=float))
     if not np.all(np.isfinite(coef)):
         raise FitFailure("Cox fit gave non-finite coefficients")
     return cox_fit_from_coef(coef, X, time, event)
@@ -310,30 +344,3 @@ def cox_fit_from_coef(coef, X, time, event):
     return CoxFit(coef=coef, center=center, loglik=efron_loglik(lp, time, event),
                   loglik0=efron_loglik(np.zeros(len(time)), time, event), times=times, surv=surv,
                   n=len(time), events=int(np.sum(event)), max_time=float(np.max(time)))
-
-
-def refit_cox_slope(x, time, event):
-    """Slope and log-likelihood of a Cox refit on a single linear predictor ``x``.
-
-    The one-dimensional maximum is found by SciPy's bounded Brent search on the
-    Efron log-likelihood (concave in the slope).
-
-    Parameters
-    ----------
-    x : ndarray of shape (n,)
-    time, event : ndarray of shape (n,)
-
-    Returns
-    -------
-    slope : float
-    loglik : float
-    """
-    from scipy.optimize import minimize_scalar
-
-    sd = x.std()
-    if sd == 0:
-        return 1.0, efron_loglik(np.zeros_like(x), time, event)
-    xs = (x - x.mean()) / sd
-    res = minimize_scalar(lambda b: -efron_loglik(b * xs, time, event), bounds=(-50.0, 50.0),
-                          method="bounded", options={"xatol": 1e-10})
-    return float(res.x / sd), float(-res.fun)

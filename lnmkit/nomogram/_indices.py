@@ -12,7 +12,8 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import rankdata
 
-from lnmkit.nomogram._fit import efron_loglik, fit_logistic, refit_cox_slope
+from lnmkit.nomogram._fit import logistic_fit_from_coef
+from lnmkit.nomogram._newton import EfronTies, cox_slope, refit_logistic
 
 __all__ = ["LRM_INDEXES", "CPH_INDEXES", "gini_md", "somers_dxy", "cox_dxy", "lrm_apparent",
            "lrm_test", "cph_apparent", "cph_test"]
@@ -62,41 +63,37 @@ def somers_dxy(x, y):
     return float(2 * (c - 0.5))
 
 
-def cox_dxy(x, time, event, chunk=512):
+def cox_dxy(x, time, event):
     """Somers' Dxy between a risk score and survival, sign as ``validate.cph`` reports it.
 
     A pair is usable when the shorter time is an event (a censored time tied with
     an event time counts as longer); ties in the score count one half. Positive
-    values mean higher scores go with shorter survival.
+    values mean higher scores go with shorter survival. O(n log n): rows are
+    visited from the longest time down, and each event is compared with the rows
+    already visited through a Fenwick tree over the ranks of the score.
 
     Parameters
     ----------
     x : array-like of shape (n,)
         Risk score (linear predictor).
     time, event : array-like of shape (n,)
-    chunk : int, default=512
-        Rows compared at once (memory ``chunk * n``).
 
     Returns
     -------
     float
     """
+    from lnmkit.nomogram._kernels import concordance_sums
+
     x = np.asarray(x, dtype=float)
     time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    conc = disc = tied = 0.0
-    ev = np.flatnonzero(event)
-    for start in range(0, ev.size, chunk):
-        i = ev[start:start + chunk]
-        ti, xi = time[i][:, None], x[i][:, None]
-        usable = (time[None, :] > ti) | ((time[None, :] == ti) & ~event[None, :])
-        conc += np.sum(usable & (xi > x[None, :]))
-        disc += np.sum(usable & (xi < x[None, :]))
-        tied += np.sum(usable & (xi == x[None, :]))
-    total = conc + disc + tied
-    if total == 0:
+    event = np.asarray(event).astype(np.int8)
+    # longest time first; at a tied time the censored rows first (usable for the tied events)
+    order = np.lexsort((event, -time))
+    ranks = np.unique(x, return_inverse=True)[1].astype(np.int64) + 1
+    difference, usable = concordance_sums(time[order], event[order], ranks[order], int(ranks.max(initial=0)))
+    if usable == 0:
         return float("nan")
-    return float(2 * ((conc + tied / 2) / total - 0.5))
+    return float(difference / usable)
 
 
 def _r2(lr, l0, n):
@@ -145,7 +142,7 @@ def lrm_test(lp, y):
     n = y.size
     p = expit(lp)
     brier = np.mean((y - p) ** 2)
-    refit = fit_logistic(lp[:, None], y)
+    refit = logistic_fit_from_coef(*refit_logistic(lp[:, None], y, 0.0, np.ones(1)), y)
     a, b = refit.intercept, float(refit.coef[0])
     lr = 2 * (refit.loglik - refit.loglik0)
     D = (lr - 1) / n
@@ -180,13 +177,15 @@ def cph_apparent(lp, time, event, loglik, loglik0):
     return np.array([cox_dxy(lp, time, event), _r2(lr, l0, n), 1.0, D, U, D - U, gini_md(lp)])
 
 
-def cph_test(lp, time, event):
+def cph_test(lp, time, event, ties=None):
     """``validate.cph`` indexes of a frozen linear predictor on other rows.
 
     Parameters
     ----------
     lp : ndarray of shape (n,)
     time, event : ndarray of shape (n,)
+    ties : EfronTies, optional
+        Of ``(time, event)``; pass it when the same rows are scored many times.
 
     Returns
     -------
@@ -196,9 +195,10 @@ def cph_test(lp, time, event):
     n = lp.size
     if np.unique(lp).size == 1:
         return np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0, gini_md(lp)])
-    slope, loglik = refit_cox_slope(lp, time, event)
-    loglik0 = efron_loglik(np.zeros(n), time, event)
-    frozen = efron_loglik(lp, time, event)
+    ties = EfronTies(time, event) if ties is None else ties
+    slope, loglik = cox_slope(lp, ties)
+    loglik0 = ties.loglik(np.zeros(n))
+    frozen = ties.loglik(lp)
     lr = -2 * (loglik0 - loglik)
     l0 = -2 * loglik0
     D = (lr - 1) / l0

@@ -12,7 +12,8 @@ from scipy.special import expit, logit
 
 from lnmkit.exceptions import NomogramInputError, NotFittedError
 from lnmkit.nomogram._design import _is_categorical, build_design, check_predictor_values
-from lnmkit.nomogram._fit import FitFailure, fit_cox, fit_logistic
+from lnmkit.nomogram._fit import FitFailure, cox_fit_from_coef, fit_cox, fit_logistic, logistic_fit_from_coef
+from lnmkit.nomogram._newton import refit_cox_coef, refit_logistic
 from lnmkit.nomogram._impute import PredictorImputer
 from lnmkit.nomogram._points import OutcomeAxis, compute_scale, term_contributions
 
@@ -305,10 +306,18 @@ class Nomogram:
         return nomogram_from_model(model, data=data, outcome=outcome, times=times)
 
     # ------------------------------------------------------------------ fitting
-    def _fit_matrix(self, X, y, init=None):
+    def _fit_matrix(self, X, y):
         if self.kind == "logistic":
             return fit_logistic(X, y)
-        return fit_cox(X, y[0], y[1], init=init)
+        return fit_cox(X, y[0], y[1])
+
+    def _refit_matrix(self, X, y):
+        """The model refitted on other rows (a bootstrap sample), started at this fit's coefficients."""
+        fit = self.fit_
+        if self.kind == "logistic":
+            intercept, coef, loglik = refit_logistic(X, y, fit.intercept, fit.coef)
+            return logistic_fit_from_coef(intercept, coef, loglik, y)
+        return cox_fit_from_coef(refit_cox_coef(X, y[0], y[1], fit.coef), X, y[0], y[1])
 
     def _set_fit(self, fit, X):
         self.fit_ = fit

@@ -131,7 +131,7 @@ def _one(nomogram, rows, refit_imputation):
     y = nomogram._train["y"]
     X_train, X_all = _matrices(nomogram, rows, refit_imputation)
     try:
-        fit = nomogram._fit_matrix(X_train, _take(y, rows), init=nomogram.fit_.coef)
+        fit = nomogram._refit_matrix(X_train, _take(y, rows))
     except FitFailure:
         return Resample(rows=rows, fit=None, lp_train=None, lp_test=None)
     return Resample(rows=rows, fit=fit, lp_train=fit.linear_predictor(X_train),

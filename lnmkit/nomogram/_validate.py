@@ -19,6 +19,7 @@ from scipy.special import expit, logit
 from lnmkit.nomogram._fit import FitFailure
 from lnmkit.nomogram._indices import (CPH_INDEXES, LRM_INDEXES, cph_apparent, cph_test, lrm_apparent,
                                       lrm_test)
+from lnmkit.nomogram._newton import EfronTies
 from lnmkit.nomogram._resample import _take, bootstrap_indices, original, resamples
 
 __all__ = ["ValidationResult", "validate"]
@@ -105,11 +106,11 @@ def _apparent(nomogram, fit, lp, y):
     return cph_apparent(lp, y[0], y[1], fit.loglik, fit.loglik0)
 
 
-def _test(nomogram, lp, y):
+def _test(nomogram, lp, y, ties):
     try:
         if nomogram.kind == "logistic":
             return lrm_test(lp, y)
-        return cph_test(lp, y[0], y[1])
+        return cph_test(lp, y[0], y[1], ties)
     except FitFailure:
         n = len(LRM_INDEXES if nomogram.kind == "logistic" else CPH_INDEXES)
         return np.full(n, np.nan)
@@ -172,11 +173,12 @@ def validate(nomogram, B=200, *, seed=0, boot_index=None, refit_imputation=True,
     train_sum = np.zeros(len(names))
     test_sum = np.zeros(len(names))
     count = np.zeros(len(names))
+    ties = EfronTies(*y) if nomogram.kind == "cox" else None
     for rs in resamples(nomogram, indices, refit_imputation, n_jobs, progress, desc=where):
         if rs.fit is None:
             continue
         tr = _apparent(nomogram, rs.fit, rs.lp_train, _take(y, rs.rows))
-        te = _test(nomogram, rs.lp_test, y)
+        te = _test(nomogram, rs.lp_test, y, ties)
         ok = np.isfinite(tr) & np.isfinite(te)
         train_sum[ok] += tr[ok]
         test_sum[ok] += te[ok]
