@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: dependants that ask for an unpinned torch then keep this CPU build
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	# compile the numba kernels into their disk cache now, not in the first run
+	$(BIN)/python -m lnmkit._precompile
 	touch $(STAMP)
 
 install: $(STAMP)
