@@ -37,6 +37,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tiles.py
+	$(BIN)/python benchmarks/bench_gpu_encoders.py
 	$(BIN)/python benchmarks/bench_mil.py
 	$(BIN)/python benchmarks/bench_survival.py
 
