@@ -603,6 +603,10 @@ def report(
     table: str = typer.Option(..., "--table", help="Fusion table written by `lnmkit fusion` (CSV + JSON)."),
     lnm_model: str = typer.Option(..., "--lnm-model", help="LNM model JSON written by an lnmkit model's save()."),
     out: str = typer.Option(..., "--out", help="Folder for <patient_id>.html, cohort.html and index.csv."),
+    survival_model: Optional[str] = typer.Option(
+        None, "--survival-model", help="Cox model JSON (model.json of `lnmkit survival --model cox`, fitted on "
+                                       "the fusion table's columns): survival curves and their explanation."),
+    endpoint: str = typer.Option("os", "--endpoint", help="Endpoint of the survival model (os or rfs)."),
     mil: Optional[str] = typer.Option(None, "--mil", help="MIL cross-fit folder (run by `lnmkit mil`): tile maps."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature-bag folder (tile sizes for maps)."),
     patient: Optional[list[str]] = typer.Option(None, "--patient", help="Patient to report (repeat; default all)."),
@@ -623,7 +627,9 @@ def report(
             warnings.simplefilter("ignore", UserWarning)
             co = Cohort.from_dir(cohort)
         fusion = FusionTable.load(table)
-        model = load_model(lnm_model)
+        models = {"lnm": load_model(lnm_model)}
+        if survival_model is not None:
+            models["survival"] = load_model(survival_model)
         crossfit = None
         if mil is not None:
             from lnmkit.mil import CrossFitResult
@@ -634,9 +640,9 @@ def report(
             from lnmkit.features import open_features
 
             tile_size = open_features(features)
-        index = write_reports({"lnm": model}, fusion, out, patient_ids=patient or None, outcomes=co,
+        index = write_reports(models, fusion, out, patient_ids=patient or None, outcomes=co,
                               crossfit=crossfit, tile_size_level0=tile_size, otc_threshold=otc_threshold,
-                              pngs=pngs, progress=False)
+                              pngs=pngs, progress=False, endpoint=endpoint)
     except (LnmkitError, ValueError, TypeError, OSError, KeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2)

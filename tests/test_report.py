@@ -305,14 +305,17 @@ def test_cli_report_writes_patient_and_cohort_reports(run, tmp_path):
     table_path = run["table"].save(tmp_path / "fusion.csv")
     model_path = tmp_path / "lnm.json"
     run["lnm"].save(model_path)
+    survival_path = run["surv"].save(tmp_path / "cox.json")
     mil_dir = run["cf"].save(tmp_path / "mil")
     pid = run["cf"].oof.index[0]
     res = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(table_path), "--lnm-model",
-                                   str(model_path), "--mil", str(mil_dir), "--features", str(run["fs"].root),
-                                   "--patient", pid, "--out", str(tmp_path / "reports")])
+                                   str(model_path), "--survival-model", str(survival_path), "--mil", str(mil_dir),
+                                   "--features", str(run["fs"].root), "--patient", pid,
+                                   "--out", str(tmp_path / "reports")])
     assert res.exit_code == 0, res.output
     text = (tmp_path / "reports" / f"{pid}.html").read_text(encoding="utf-8")
     assert "Slide evidence" in text and text.count("<img ") >= 3
+    assert "Predicted survival" in text
     assert (tmp_path / "reports" / "cohort.html").is_file()
     index = pd.read_csv(tmp_path / "reports" / "index.csv", dtype={"patient_id": str})
     assert index["patient_id"].tolist() == [pid]

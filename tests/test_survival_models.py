@@ -282,3 +282,32 @@ def test_cohort_survival_unknown_endpoint(tmp_path):
     cohort = Cohort.from_dir(folder, check_files=False)
     with pytest.raises(ValueError, match=r"endpoint must be one of 'os', 'rfs'.*got 'dfs'"):
         cohort.survival("dfs")
+
+
+def test_cox_model_file_round_trip(tmp_path):
+    from sksurv.datasets import load_gbsg2
+
+    from lnmkit.models import load_model
+
+    X, y = load_gbsg2()
+    X = X[["age", "tsize", "pnodes", "tgrade", "horTh"]].copy()
+    X.loc[X.index[:5], "tsize"] = np.nan
+    cox = CoxPH(impute="median").fit(X, y)
+    path = cox.save(tmp_path / "cox.json")
+    text = path.read_text()
+    assert '"class": "CoxPH"' in text and "pickle" not in text
+    loaded = load_model(path)
+    assert isinstance(loaded, CoxPH) and repr(loaded) == repr(cox)
+    np.testing.assert_allclose(loaded.predict(X), cox.predict(X), rtol=0, atol=1e-12)
+    times = [365.0, 1095.0, 1825.0]
+    pd.testing.assert_frame_equal(loaded.predict_survival_function(X, times), cox.predict_survival_function(X, times))
+    pd.testing.assert_frame_equal(loaded.summary_, cox.summary_)
+    assert loaded.score(X, y) == pytest.approx(cox.score(X, y))
+    with pytest.raises(ModelInputError, match="follow-up"):
+        loaded.predict_survival_function(X, [1e6])
+    bad = X.iloc[:1].astype({"tgrade": object})
+    bad.iloc[0, bad.columns.get_loc("tgrade")] = "IV"
+    with pytest.raises(ModelInputError, match="'IV'"):
+        loaded.predict(bad.astype({"tgrade": "category"}))
+    with pytest.raises(NotFittedError, match="loaded from a file"):
+        loaded.ph_test()

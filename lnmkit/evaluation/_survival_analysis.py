@@ -163,7 +163,8 @@ def survival_analysis(data, time, event, *, model="cox", features=None, horizons
     random_state : int, default=0
     out_dir : str or path-like, optional
         Folder for ``metrics.csv``, ``predictions.csv``, ``km.png``, ``calibration_t<h>.png``
-        and, for Cox, ``summary.csv``, ``ph_test.csv``, ``ph_test.png``.
+        and, for Cox, ``summary.csv``, ``ph_test.csv``, ``ph_test.png`` and ``model.json``
+        (the model fitted on every patient; :func:`lnmkit.models.load_model` reads it).
     progress : bool, default=False
 
     Returns
@@ -229,6 +230,8 @@ def survival_analysis(data, time, event, *, model="cox", features=None, horizons
             _csv("summary.csv", fitted.summary_)
             _csv("ph_test.csv", ph.table)
             _png("ph_test.png", ph.plot())
+        if hasattr(fitted, "save"):
+            files["model.json"] = fitted.save(out / "model.json")
         with atomic_path(out / "run.json") as tmp:
             Path(tmp).write_text(json.dumps({"model": type(fitted).__name__, "params": _jsonable(fitted.get_params()),
                                              "time": time, "event": event, "features": list(X.columns),

@@ -11,8 +11,8 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 
 from lnmkit._validation import check_fraction, check_non_negative, check_positive
-from lnmkit.exceptions import ModelInputError
-from lnmkit.models._survival_base import SurvivalModelMixin, step_values
+from lnmkit.exceptions import ModelInputError, NotFittedError
+from lnmkit.models._survival_base import SurvivalDesign, SurvivalModelMixin, step_values
 
 __all__ = ["CoxPH", "PHTestResult"]
 
@@ -167,6 +167,7 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
         self.terms_ = dict(self.design_.terms_)
         self.design_columns_ = terms
         self.summary_ = self._summary(level)
+        self.n_patients_ = len(time)
         # kept for ph_test(): the Schoenfeld test needs the training risk sets
         self._train = (design.to_numpy(dtype=float), time, event)
         return self
@@ -208,12 +209,65 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
         PHTestResult
         """
         self._check_fitted()
+        if self._train is None:
+            raise NotFittedError("CoxPH.ph_test: this model was loaded from a file, which keeps no training data; "
+                                 "the Schoenfeld test needs them. Run ph_test on the fitted model before save().")
         return proportional_hazards_test(self, transform=transform)
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the fitted model to one JSON file (no pickle), with lnmkit's version.
+
+        Everything prediction needs is kept: the design (levels, imputation values),
+        coefficients, their covariance, centring and the baseline survival. The
+        training data are not, so :meth:`ph_test` is not available on a loaded model.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from lnmkit.models._lnm import write_model_doc
+
+        self._check_fitted()
+        terms = list(self.coef_.index)
+        state = {"terms": terms, "coef": self.coef_.tolist(), "var": self.var_.to_numpy().tolist(),
+                 "centre": self.centre_.tolist(), "baseline_times": self.baseline_survival_.index.tolist(),
+                 "baseline_survival": self.baseline_survival_.tolist(), "log_likelihood": self.log_likelihood_,
+                 "n_events": self.n_events_, "n_patients": self.n_patients_, "max_time": self.max_time_,
+                 "event_times": self.event_times_.tolist()}
+        return write_model_doc(self, path, {"design": self.design_.to_dict(), "state": state})
+
+    @classmethod
+    def _from_doc(cls, doc):
+        model = cls(**doc["params"])
+        model.design_ = SurvivalDesign.from_dict(doc["design"], where="CoxPH")
+        state = doc["state"]
+        terms = pd.Index(state["terms"], name="term")
+        model.coef_ = pd.Series(state["coef"], index=terms, name="coef", dtype=float)
+        model.var_ = pd.DataFrame(state["var"], index=terms, columns=terms, dtype=float)
+        model.centre_ = pd.Series(state["centre"], index=terms, name="centre", dtype=float)
+        model.baseline_survival_ = pd.Series(state["baseline_survival"], name="baseline_survival", dtype=float,
+                                             index=pd.Index(np.asarray(state["baseline_times"], float), name="time"))
+        model.baseline_cumulative_hazard_ = (-np.log(model.baseline_survival_)).rename("baseline_cumulative_hazard")
+        model.log_likelihood_ = float(state["log_likelihood"])
+        model.n_events_, model.n_patients_ = int(state["n_events"]), int(state["n_patients"])
+        model.max_time_ = float(state["max_time"])
+        model.event_times_ = np.asarray(state["event_times"], dtype=float)
+        model.feature_names_in_ = np.array(model.design_.columns_, dtype=object)
+        model.n_features_in_ = len(model.design_.columns_)
+        model.encoding_, model.terms_ = dict(model.design_.encoding_), dict(model.design_.terms_)
+        model.design_columns_ = list(terms)
+        model.summary_ = model._summary(model.level)
+        model._train = None
+        return model
 
     def __repr__(self, N_CHAR_MAX=700):
         if hasattr(self, "coef_"):
-            return (f"<CoxPH: {len(self._train[1])} patients, {self.n_events_} events, "
-                    f"{len(self.coef_)} terms>")
+            return f"<CoxPH: {self.n_patients_} patients, {self.n_events_} events, {len(self.coef_)} terms>"
         return super().__repr__(N_CHAR_MAX)
 
 

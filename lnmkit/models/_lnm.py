@@ -221,13 +221,10 @@ class _LNMBase(ClassifierMixin, BaseEstimator):
         pathlib.Path
         """
         self._check_fitted()
-        doc = {"format": _FORMAT, "class": type(self).__name__, "lnmkit_version": __version__,
-               "params": self.get_params(), "encoder": self.encoder_.to_dict(),
-               "feature_names_in": list(self.feature_names_in_),
-               "calibrator": None if self.calibrator_ is None else self.calibrator_.to_dict(),
-               "state": self._state_dict()}
-        atomic_write_text(Path(path), json.dumps(doc, indent=1))
-        return Path(path)
+        return write_model_doc(self, path, {
+            "encoder": self.encoder_.to_dict(), "feature_names_in": list(self.feature_names_in_),
+            "calibrator": None if self.calibrator_ is None else self.calibrator_.to_dict(),
+            "state": self._state_dict()})
 
     @classmethod
     def _from_doc(cls, doc):
@@ -510,11 +507,34 @@ def _dmatrix(design, label=None, nthread=1):
     return xgb.DMatrix(design, label=label, enable_categorical=True, nthread=nthread)
 
 
-_CLASSES = {"LNMLogisticRegression": LNMLogisticRegression, "LNMXGBClassifier": LNMXGBClassifier}
+def write_model_doc(model, path, content):
+    """Write a fitted model's JSON document atomically: format, class, lnmkit version, parameters, ``content``.
+
+    Parameters
+    ----------
+    model : estimator
+    path : str or path-like
+    content : dict
+        The class's own fitted state (JSON-ready).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    doc = {"format": _FORMAT, "class": type(model).__name__, "lnmkit_version": __version__,
+           "params": model.get_params(), **content}
+    atomic_write_text(Path(path), json.dumps(doc, indent=1))
+    return Path(path)
+
+
+def _model_classes():
+    from lnmkit.models._cox import CoxPH
+
+    return {"LNMLogisticRegression": LNMLogisticRegression, "LNMXGBClassifier": LNMXGBClassifier, "CoxPH": CoxPH}
 
 
 def load_model(path):
-    """Read an LNM model written by ``save`` (JSON; never unpickles).
+    """Read a model written by its ``save`` (JSON; never unpickles).
 
     Parameters
     ----------
@@ -522,7 +542,7 @@ def load_model(path):
 
     Returns
     -------
-    LNMLogisticRegression or LNMXGBClassifier
+    LNMLogisticRegression, LNMXGBClassifier or CoxPH
 
     Warns
     -----
@@ -531,11 +551,12 @@ def load_model(path):
     """
     path = Path(path)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    if doc.get("format") != _FORMAT or doc.get("class") not in _CLASSES:
-        raise ValueError(f"load_model: {path} is not an lnmkit LNM model file (format {doc.get('format')!r}, "
+    classes = _model_classes()
+    if doc.get("format") != _FORMAT or doc.get("class") not in classes:
+        raise ValueError(f"load_model: {path} is not an lnmkit model file (format {doc.get('format')!r}, "
                          f"class {doc.get('class')!r}).")
     if doc.get("lnmkit_version") != __version__:
         warnings.warn(f"load_model: {path} was written by lnmkit {doc.get('lnmkit_version')!r}; this is "
                       f"lnmkit {__version__}. Check its predictions before relying on them.", VersionWarning,
                       stacklevel=2)
-    return _CLASSES[doc["class"]]._from_doc(doc)
+    return classes[doc["class"]]._from_doc(doc)

@@ -279,6 +279,38 @@ class SurvivalDesign:
             self._check_finite(design)
         return design
 
+    def to_dict(self):
+        """The fitted design as JSON-ready data (see :meth:`from_dict`).
+
+        Returns
+        -------
+        dict
+        """
+        return {"impute": self.impute, "allow_nan": self.allow_nan, "columns": self.columns_,
+                "encoding": self.encoding_, "terms": self.terms_,
+                "fill": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in self.fill_.items()}}
+
+    @classmethod
+    def from_dict(cls, d, where):
+        """A fitted design from :meth:`to_dict`'s output.
+
+        Parameters
+        ----------
+        d : dict
+        where : str
+
+        Returns
+        -------
+        SurvivalDesign
+        """
+        design = cls(where, allow_nan=bool(d["allow_nan"]), impute=d["impute"])
+        design.columns_ = list(d["columns"])
+        design.encoding_ = {k: list(v) for k, v in d["encoding"].items()}
+        design.terms_ = {k: list(v) for k, v in d["terms"].items()}
+        design.fill_ = {k: (np.nan if v is None else v) for k, v in d["fill"].items()}
+        design.design_columns_ = [t for c in design.columns_ for t in design.terms_[c]]
+        return design
+
     def _check_finite(self, design):
         values = design.to_numpy()
         bad = ~np.isfinite(values)

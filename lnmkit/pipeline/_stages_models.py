@@ -260,8 +260,10 @@ def run_models(ctx) -> StageResult:
         patients, y = _survival_target(cohort, endpoint, X.index)
         cols = _varying(X.loc[patients], columns)
         model = _survival_estimator(config).fit(X.loc[patients, cols], y)
-        if hasattr(model, "summary") and isinstance(getattr(model, "summary"), pd.DataFrame):
-            outputs[f"survival_{endpoint}"] = _csv(model.summary, ctx.stage_dir / f"survival_{endpoint}_summary.csv")
+        if isinstance(getattr(model, "summary_", None), pd.DataFrame):
+            outputs[f"survival_{endpoint}"] = _csv(model.summary_, ctx.stage_dir / f"survival_{endpoint}_summary.csv")
+        if hasattr(model, "save"):
+            outputs[f"model_{endpoint}"] = model.save(ctx.stage_dir / f"survival_{endpoint}_model.json")
         risk = pd.Series(np.asarray(model.predict(X.loc[patients, cols]), dtype=float), index=patients, name="risk")
         outputs[f"risk_{endpoint}"] = _csv(risk.rename_axis("patient_id").to_frame(),
                                            ctx.stage_dir / f"survival_{endpoint}_risk.csv")
@@ -427,19 +429,24 @@ def load_nomogram_model(ctx, kind):
 # -- final models in memory (explanations, reports) ------------------------------------------------
 
 def final_models(ctx):
-    """``{"lnm": ..., "survival": ...}``: the LNM model read from its JSON, the survival model refitted.
+    """``{"lnm": ..., "survival": ...}``: the models read from their JSON files.
 
-    Survival models have no file format that avoids pickle, and refitting them on
-    the same table with the same configuration gives the same model.
+    A survival model without a file format (the forests: scikit-survival offers
+    none that avoids pickle) is refitted; on the same table with the same
+    configuration that gives the same model.
     """
     from lnmkit.models import load_model
 
     config = ctx.config
     models = {}
-    if "lnm" in ctx.records["models"].outputs:
+    outputs = ctx.records["models"].outputs
+    if "lnm" in outputs:
         models["lnm"] = load_model(ctx.output("models", "lnm"))
     if config.endpoints.survival:
         endpoint = config.endpoints.survival[0]
+        if f"model_{endpoint}" in outputs:
+            models["survival"] = load_model(ctx.output("models", f"model_{endpoint}"))
+            return models
         table = load_fusion(ctx)
         columns = _feature_columns(table)
         patients, y = _survival_target(ctx.cohort(), endpoint, table.index)
