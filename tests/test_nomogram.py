@@ -357,3 +357,6 @@ def test_separation_warns_or_raises():
                             "y": np.r_[np.zeros(30, int), np.ones(30, int)]})
     with pytest.raises(NomogramInputError, match="cannot be fitted .*separates the outcome"):
         fit_nomogram(perfect, ["x"], "y")
+    # the message names the separating column and its cut point
+    with pytest.raises(NomogramInputError, match=r"'x' separates the outcome: every row with x > 1 has outcome 1"):
+        fit_nomogram(perfect.assign(noise=np.random.default_rng(1).normal(size=60)), ["noise", "x"], "y")

@@ -208,8 +208,9 @@ def fit_nomogram(data, predictors, outcome, kind="logistic", times=None, splines
     try:
         fit = nomo._fit_matrix(X, y)
     except FitFailure as exc:
+        found = _separating_predictors(filled, predictors, y) if kind == "logistic" else ""
         raise NomogramInputError(
-            f"{where}: the {kind} model cannot be fitted ({exc}). A predictor (or a combination) that "
+            f"{where}: the {kind} model cannot be fitted ({exc}).{found} A predictor (or a combination) that "
             "separates the outcome, a category without events or collinear predictors are the usual "
             "causes; merge sparse categories or drop a predictor.") from exc
     nomo._set_fit(fit, X)
@@ -225,6 +226,24 @@ def fit_nomogram(data, predictors, outcome, kind="logistic", times=None, splines
                           "the chart is not trustworthy. Merge sparse categories or drop the predictor.",
                           ConvergenceWarning, stacklevel=2)
     return nomo
+
+
+def _separating_predictors(data, predictors, y):
+    """Sentences naming each numeric predictor that alone splits the outcome perfectly, with the cut."""
+    found = []
+    for name in predictors:
+        values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(values)
+        pos, neg = values[ok & (y == 1)], values[ok & (y == 0)]
+        if pos.size == 0 or neg.size == 0:
+            continue
+        if pos.min() > neg.max():
+            found.append(f"{name!r} separates the outcome: every row with {name} > {neg.max():.6g} has outcome 1 "
+                         f"and every row with {name} <= {neg.max():.6g} has outcome 0")
+        elif pos.max() < neg.min():
+            found.append(f"{name!r} separates the outcome: every row with {name} < {neg.min():.6g} has outcome 1 "
+                         f"and every row with {name} >= {neg.min():.6g} has outcome 0")
+    return "".join(f" {sentence}." for sentence in found)
 
 
 class Nomogram:
