@@ -604,8 +604,9 @@ def report(
     lnm_model: str = typer.Option(..., "--lnm-model", help="LNM model JSON written by an lnmkit model's save()."),
     out: str = typer.Option(..., "--out", help="Folder for <patient_id>.html, cohort.html and index.csv."),
     survival_model: Optional[str] = typer.Option(
-        None, "--survival-model", help="Cox model JSON (model.json of `lnmkit survival --model cox`, fitted on "
-                                       "the fusion table's columns): survival curves and their explanation."),
+        None, "--survival-model", help="Survival model JSON (Cox or XGBoost; model.json of `lnmkit survival`, "
+                                       "fitted on the fusion table's columns): survival curves and their "
+                                       "explanation."),
     endpoint: str = typer.Option("os", "--endpoint", help="Endpoint of the survival model (os or rfs)."),
     mil: Optional[str] = typer.Option(None, "--mil", help="MIL cross-fit folder (run by `lnmkit mil`): tile maps."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature-bag folder (tile sizes for maps)."),

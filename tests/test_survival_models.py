@@ -311,3 +311,22 @@ def test_cox_model_file_round_trip(tmp_path):
         loaded.predict(bad.astype({"tgrade": "category"}))
     with pytest.raises(NotFittedError, match="loaded from a file"):
         loaded.ph_test()
+
+
+@pytest.mark.parametrize("cls", [XGBCoxSurvival, XGBAFTSurvival])
+def test_xgboost_survival_model_file_round_trip(cls, tmp_path):
+    from sksurv.datasets import load_gbsg2
+
+    from lnmkit.models import load_model
+
+    X, y = load_gbsg2()
+    X = X[["age", "tsize", "pnodes", "tgrade"]].copy()
+    X.loc[X.index[:5], "tsize"] = np.nan  # missing values go to the booster as they are
+    model = cls(n_estimators=30, random_state=0).fit(X, y)
+    loaded = load_model(model.save(tmp_path / "model.json"))
+    assert type(loaded) is cls
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    times = [365.0, 1095.0]
+    pd.testing.assert_frame_equal(loaded.predict_survival_function(X, times), model.predict_survival_function(X, times))
+    with pytest.raises(ModelInputError, match="follow-up"):
+        loaded.predict_survival_function(X, [1e6])

@@ -163,8 +163,9 @@ def survival_analysis(data, time, event, *, model="cox", features=None, horizons
     random_state : int, default=0
     out_dir : str or path-like, optional
         Folder for ``metrics.csv``, ``predictions.csv``, ``km.png``, ``calibration_t<h>.png``
-        and, for Cox, ``summary.csv``, ``ph_test.csv``, ``ph_test.png`` and ``model.json``
-        (the model fitted on every patient; :func:`lnmkit.models.load_model` reads it).
+        and, for Cox, ``summary.csv``, ``ph_test.csv``, ``ph_test.png``; for Cox and the
+        XGBoost models ``model.json`` (the model fitted on every patient;
+        :func:`lnmkit.models.load_model` reads it).
     progress : bool, default=False
 
     Returns

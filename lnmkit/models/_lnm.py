@@ -529,8 +529,10 @@ def write_model_doc(model, path, content):
 
 def _model_classes():
     from lnmkit.models._cox import CoxPH
+    from lnmkit.models._xgb_survival import XGBAFTSurvival, XGBCoxSurvival
 
-    return {"LNMLogisticRegression": LNMLogisticRegression, "LNMXGBClassifier": LNMXGBClassifier, "CoxPH": CoxPH}
+    return {cls.__name__: cls for cls in (LNMLogisticRegression, LNMXGBClassifier, CoxPH, XGBCoxSurvival,
+                                          XGBAFTSurvival)}
 
 
 def load_model(path):
@@ -542,7 +544,7 @@ def load_model(path):
 
     Returns
     -------
-    LNMLogisticRegression, LNMXGBClassifier or CoxPH
+    LNMLogisticRegression, LNMXGBClassifier, CoxPH, XGBCoxSurvival or XGBAFTSurvival
 
     Warns
     -----

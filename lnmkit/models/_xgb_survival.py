@@ -3,6 +3,7 @@ data, and ``survival:aft`` with survival curves from the fitted distribution."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 
 from lnmkit._validation import check_fraction, check_int, check_non_negative, check_positive
-from lnmkit.models._survival_base import SurvivalModelMixin, step_values
+from lnmkit.models._survival_base import SurvivalDesign, SurvivalModelMixin, step_values
 
 __all__ = ["XGBCoxSurvival", "XGBAFTSurvival"]
 
@@ -45,6 +46,46 @@ class _XGBSurvival(SurvivalModelMixin, BaseEstimator):
 
     def _margin(self, design):
         return self.booster_.predict(self._dmatrix(design), output_margin=True).astype(float)
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the fitted model to one JSON file (no pickle), with lnmkit's version.
+
+        The booster is kept in XGBoost's own JSON format, next to the design (levels,
+        columns) and what the survival curves need (:attr:`baseline_cumulative_hazard_`
+        or :attr:`sigma_`).
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from lnmkit.models._lnm import write_model_doc
+
+        self._check_fitted()
+        state = {"booster": json.loads(bytes(self.booster_.save_raw("json")).decode("utf-8")),
+                 "max_time": self.max_time_, "event_times": self.event_times_.tolist(), **self._curve_state()}
+        return write_model_doc(self, path, {"design": self.design_.to_dict(), "state": state})
+
+    @classmethod
+    def _from_doc(cls, doc):
+        import xgboost as xgb
+
+        model = cls(**doc["params"])
+        model.design_ = SurvivalDesign.from_dict(doc["design"], where=cls.__name__)
+        state = doc["state"]
+        model.booster_ = xgb.Booster()
+        model.booster_.load_model(bytearray(json.dumps(state["booster"]).encode("utf-8")))
+        model.max_time_ = float(state["max_time"])
+        model.event_times_ = np.asarray(state["event_times"], dtype=float)
+        model.feature_names_in_ = np.array(model.design_.columns_, dtype=object)
+        model.n_features_in_ = len(model.design_.columns_)
+        model.design_columns_ = list(model.design_.design_columns_)
+        model._load_curve_state(state)
+        return model
 
 
 class XGBCoxSurvival(_XGBSurvival):
@@ -134,6 +175,17 @@ class XGBCoxSurvival(_XGBSurvival):
         self.baseline_cumulative_hazard_ = pd.Series(cum.y[keep], index=pd.Index(cum.x[keep], name="time"),
                                                      name="baseline_cumulative_hazard")
         return self
+
+    def _curve_state(self):
+        h0 = self.baseline_cumulative_hazard_
+        return {"baseline_times": h0.index.tolist(), "baseline_cumulative_hazard": h0.tolist()}
+
+    def _load_curve_state(self, state):
+        import pandas as pd
+
+        self.baseline_cumulative_hazard_ = pd.Series(
+            state["baseline_cumulative_hazard"], dtype=float, name="baseline_cumulative_hazard",
+            index=pd.Index(np.asarray(state["baseline_times"], dtype=float), name="time"))
 
     def _risk(self, design):
         return self._margin(design)
@@ -232,6 +284,12 @@ class XGBAFTSurvival(_XGBSurvival):
         self.sigma_ = sigma
         self.design_columns_ = list(design.columns)
         return self
+
+    def _curve_state(self):
+        return {"sigma": self.sigma_}
+
+    def _load_curve_state(self, state):
+        self.sigma_ = float(state["sigma"])
 
     def _risk(self, design):
         return -self._margin(design)
