@@ -8,9 +8,13 @@ always on every tile of the held-out bags:
 * ``lnmkit``: ``MILClassifier(arch="abmil")`` with its defaults (length-bucketed
   batches of 8 bags, each bag randomly subsampled to ``max_tiles=640`` tiles
   anew every epoch, packed tile projection, weights averaged over 3 epochs);
-  only ``max_epochs`` (set to ``--epochs``) and ``val_fraction=0`` (no early
-  stopping, so every contender trains for the same epochs) differ;
-  ``--lnmkit-set NAME=VALUE`` overrides other defaults.
+  only ``max_epochs`` (set to ``--epochs``), ``val_fraction=0`` (no early
+  stopping, so every contender trains for the same epochs) and
+  ``slide_normalisation=None`` (the features as they are, as every other
+  contender sees them) differ; ``--lnmkit-set NAME=VALUE`` overrides other
+  defaults (JSON values: ``slide_normalisation=null``).
+* ``lnmkit-robust``: the same with the estimator's default per-slide robust
+  standardisation, on these bags that have no slide-wide shifts to remove.
 * ``lnmkit-all``: the same with ``max_tiles`` above the largest bag: every
   tile, as the one-bag loop sees, so the gain of batching alone is visible.
 * ``bs1-loop``: the same lnmkit network trained the CLAM/TRIDENT way: one whole
@@ -76,7 +80,8 @@ def _train_lnmkit(bags, labels, train, test, a, seed, **params):
 
     pids = [f"P{i:04d}" for i in range(len(bags))]
     y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
-    params = {**a.lnmkit_set, **params}
+    # the features as they are, like every other contender; lnmkit-robust adds the default per-slide standardisation
+    params = {"slide_normalisation": None, **a.lnmkit_set, **params}
     clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, max_epochs=a.epochs, val_fraction=0.0,
                         random_state=seed, n_threads=a.threads, **params)
     t0 = time.perf_counter()
@@ -176,16 +181,20 @@ def _train_lnmkit_fp32(bags, labels, train, test, a, seed):
     return _train_lnmkit(bags, labels, train, test, a, seed, precision="fp32")
 
 
+def _train_lnmkit_robust(bags, labels, train, test, a, seed):
+    return _train_lnmkit(bags, labels, train, test, a, seed, slide_normalisation="robust")
+
+
 def _train_lnmkit_all(bags, labels, train, test, a, seed):
     return _train_lnmkit(bags, labels, train, test, a, seed, precision="fp32",
                          max_tiles=max(b.shape[0] for b in bags))
 
 
-CONTENDERS = {"bs1-loop": _train_bs1, "lnmkit": _train_lnmkit, "lnmkit-fp32": _train_lnmkit_fp32,
-              "lnmkit-all": _train_lnmkit_all, "torchmil": _train_torchmil}
+CONTENDERS = {"bs1-loop": _train_bs1, "lnmkit": _train_lnmkit, "lnmkit-robust": _train_lnmkit_robust,
+              "lnmkit-fp32": _train_lnmkit_fp32, "lnmkit-all": _train_lnmkit_all, "torchmil": _train_torchmil}
 LABELS = {"bs1-loop": "one bag/step, all tiles", "lnmkit": "lnmkit (defaults)",
-          "lnmkit-fp32": "lnmkit, float32", "lnmkit-all": "lnmkit, all tiles, fp32",
-          "torchmil": "torchmil ABMIL"}
+          "lnmkit-robust": "lnmkit, robust slide norm.", "lnmkit-fp32": "lnmkit, float32",
+          "lnmkit-all": "lnmkit, all tiles, fp32", "torchmil": "torchmil ABMIL"}
 
 
 def _child(name, data_path, a, seed, queue):
