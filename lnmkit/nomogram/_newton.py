@@ -1,15 +1,16 @@
-"""Bootstrap refits by Newton-Raphson on the logistic and Efron Cox likelihoods, in array code.
+"""Bootstrap refits by Newton-Raphson on the logistic and Efron Cox likelihoods.
 
 ``validate`` and ``calibrate`` refit the nomogram's model B times (200 by default).
-rms does this with its own compiled Newton solvers (``lrm.fit``, ``coxph.fit``); the
+rms does this with its own compiled Newton solvers (``lrm.fit``, ``coxph.fit``). The
 library fits behind the chart itself (statsmodels for logistic, lifelines for Cox,
 :mod:`lnmkit.nomogram._fit`) carry a per-fit overhead, and lifelines walks the rows
-in Python, which made B refits many times slower than rms. Here the log-likelihood,
-its gradient and the information matrix are closed-form sums over the whole sample
-(Efron's tie correction as one expansion over the events, no loop over rows or
-times), and each refit starts from the original fit's coefficients, as
-``predab.resample`` does, so that it needs two to four steps. Tests hold every refit
-to statsmodels and lifelines on the same bootstrap samples.
+in Python, which made B refits many times slower than rms. Here the logistic
+likelihood is array code, and the Efron partial likelihood, its score and its
+information come from one compiled pass over the rows sorted by time
+(:mod:`lnmkit.nomogram._kernels`); each refit starts from the original fit's
+coefficients, so it needs few steps. Tests hold the logistic refits to statsmodels
+and the Cox refits to lifelines' likelihood on the same bootstrap samples, and
+validate to rms on R's bootstrap samples.
 """
 
 from __future__ import annotations
