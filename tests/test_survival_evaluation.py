@@ -266,13 +266,14 @@ def test_fused_survival_model_beats_clinical_only(synthetic):
 
 @pytest.mark.slow
 def test_fused_survival_model_beats_clinical_only_with_nested_mil_scores(tmp_path):
-    """The demo pipeline end to end: the slide score is the MIL network's, cross-fitted inside
-    every outer training fold (out-of-fold at both levels), not a stand-in."""
+    """The README's demo exactly as ``lnmkit demo`` runs it, end to end: the slide score is the MIL
+    network's, cross-fitted inside every outer training fold (out-of-fold at both levels), not a
+    stand-in."""
     from lnmkit._demo import run_demo
     from lnmkit.pipeline import read_record
 
-    result = run_demo(tmp_path / "demo", n_patients=40, seed=0, progress=False,
-                      overrides={"dask.cluster": "none", "nomogram.enabled": False, "reports.enabled": False})
+    result = run_demo(tmp_path / "demo", progress=False)
+    assert result.report is not None and result.report.is_file()
     fusion = read_record(tmp_path / "demo" / "fusion")
     assert "stage:mil_nested" in fusion.input_hashes
     t = pd.read_csv(tmp_path / "demo" / "evaluation" / "survival_os_comparison.csv", index_col="model")
