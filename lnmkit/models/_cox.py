@@ -12,14 +12,14 @@ from sklearn.base import BaseEstimator
 
 from lnmkit._validation import check_fraction, check_non_negative, check_positive
 from lnmkit.exceptions import ModelInputError, NotFittedError
-from lnmkit.models._survival_base import SurvivalDesign, SurvivalModelMixin, step_values
+from lnmkit.models._survival_base import SavedSurvivalMixin, SurvivalModelMixin, step_values
 
 __all__ = ["CoxPH", "PHTestResult"]
 
 _T, _E = "__lnmkit_time__", "__lnmkit_event__"
 
 
-class CoxPH(SurvivalModelMixin, BaseEstimator):
+class CoxPH(SavedSurvivalMixin, SurvivalModelMixin, BaseEstimator):
     """Cox proportional-hazards model, Efron ties, optional L2 / elastic-net penalty.
 
     Fitted by ``lifelines.CoxPHFitter`` (Newton-Raphson on the Efron partial
@@ -215,55 +215,27 @@ class CoxPH(SurvivalModelMixin, BaseEstimator):
         return proportional_hazards_test(self, transform=transform)
 
     # ---------------------------------------------------------- persistence
-    def save(self, path):
-        """Write the fitted model to one JSON file (no pickle), with lnmkit's version.
+    # save() keeps the coefficients, their covariance, centring and the baseline
+    # survival; not the training data, so ph_test() is refused on a loaded model.
+    def _model_state(self):
+        return {"terms": list(self.coef_.index), "coef": self.coef_.tolist(), "var": self.var_.to_numpy().tolist(),
+                "centre": self.centre_.tolist(), "baseline_times": self.baseline_survival_.index.tolist(),
+                "baseline_survival": self.baseline_survival_.tolist(), "log_likelihood": self.log_likelihood_,
+                "n_events": self.n_events_, "n_patients": self.n_patients_}
 
-        Everything prediction needs is kept: the design (levels, imputation values),
-        coefficients, their covariance, centring and the baseline survival. The
-        training data are not, so :meth:`ph_test` is not available on a loaded model.
-
-        Parameters
-        ----------
-        path : str or path-like
-
-        Returns
-        -------
-        pathlib.Path
-        """
-        from lnmkit.models._lnm import write_model_doc
-
-        self._check_fitted()
-        terms = list(self.coef_.index)
-        state = {"terms": terms, "coef": self.coef_.tolist(), "var": self.var_.to_numpy().tolist(),
-                 "centre": self.centre_.tolist(), "baseline_times": self.baseline_survival_.index.tolist(),
-                 "baseline_survival": self.baseline_survival_.tolist(), "log_likelihood": self.log_likelihood_,
-                 "n_events": self.n_events_, "n_patients": self.n_patients_, "max_time": self.max_time_,
-                 "event_times": self.event_times_.tolist()}
-        return write_model_doc(self, path, {"design": self.design_.to_dict(), "state": state})
-
-    @classmethod
-    def _from_doc(cls, doc):
-        model = cls(**doc["params"])
-        model.design_ = SurvivalDesign.from_dict(doc["design"], where="CoxPH")
-        state = doc["state"]
+    def _load_model_state(self, state):
         terms = pd.Index(state["terms"], name="term")
-        model.coef_ = pd.Series(state["coef"], index=terms, name="coef", dtype=float)
-        model.var_ = pd.DataFrame(state["var"], index=terms, columns=terms, dtype=float)
-        model.centre_ = pd.Series(state["centre"], index=terms, name="centre", dtype=float)
-        model.baseline_survival_ = pd.Series(state["baseline_survival"], name="baseline_survival", dtype=float,
-                                             index=pd.Index(np.asarray(state["baseline_times"], float), name="time"))
-        model.baseline_cumulative_hazard_ = (-np.log(model.baseline_survival_)).rename("baseline_cumulative_hazard")
-        model.log_likelihood_ = float(state["log_likelihood"])
-        model.n_events_, model.n_patients_ = int(state["n_events"]), int(state["n_patients"])
-        model.max_time_ = float(state["max_time"])
-        model.event_times_ = np.asarray(state["event_times"], dtype=float)
-        model.feature_names_in_ = np.array(model.design_.columns_, dtype=object)
-        model.n_features_in_ = len(model.design_.columns_)
-        model.encoding_, model.terms_ = dict(model.design_.encoding_), dict(model.design_.terms_)
-        model.design_columns_ = list(terms)
-        model.summary_ = model._summary(model.level)
-        model._train = None
-        return model
+        self.coef_ = pd.Series(state["coef"], index=terms, name="coef", dtype=float)
+        self.var_ = pd.DataFrame(state["var"], index=terms, columns=terms, dtype=float)
+        self.centre_ = pd.Series(state["centre"], index=terms, name="centre", dtype=float)
+        self.baseline_survival_ = pd.Series(state["baseline_survival"], name="baseline_survival", dtype=float,
+                                            index=pd.Index(np.asarray(state["baseline_times"], float), name="time"))
+        self.baseline_cumulative_hazard_ = (-np.log(self.baseline_survival_)).rename("baseline_cumulative_hazard")
+        self.log_likelihood_ = float(state["log_likelihood"])
+        self.n_events_, self.n_patients_ = int(state["n_events"]), int(state["n_patients"])
+        self.encoding_, self.terms_ = dict(self.design_.encoding_), dict(self.design_.terms_)
+        self.summary_ = self._summary(self.level)
+        self._train = None
 
     def __repr__(self, N_CHAR_MAX=700):
         if hasattr(self, "coef_"):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from lnmkit.exceptions import ModelInputError, NotFittedError
 
-__all__ = ["check_survival_target", "check_times", "SurvivalDesign", "SurvivalModelMixin"]
+__all__ = ["check_survival_target", "check_times", "SurvivalDesign", "SurvivalModelMixin", "SavedSurvivalMixin"]
 
 
 def _patient(index, i):
@@ -445,3 +445,43 @@ def step_values(x, y, times, before=1.0):
 
 def is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class SavedSurvivalMixin:
+    """``save(path)`` and the loader behind :func:`lnmkit.models.load_model` for survival models.
+
+    One JSON file, no pickle: format, class, lnmkit version, parameters, the design
+    (columns, levels, imputation values), the follow-up, and what the subclass's
+    ``_model_state()`` returns; ``_load_model_state(state)`` restores the latter.
+    """
+
+    def save(self, path):
+        """Write the fitted model to one JSON file (no pickle), with lnmkit's version.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from lnmkit.models._lnm import write_model_doc
+
+        self._check_fitted()
+        state = {"max_time": self.max_time_, "event_times": self.event_times_.tolist(), **self._model_state()}
+        return write_model_doc(self, path, {"design": self.design_.to_dict(), "state": state})
+
+    @classmethod
+    def _from_doc(cls, doc):
+        model = cls(**doc["params"])
+        model.design_ = SurvivalDesign.from_dict(doc["design"], where=cls.__name__)
+        state = doc["state"]
+        model.max_time_ = float(state["max_time"])
+        model.event_times_ = np.asarray(state["event_times"], dtype=float)
+        model.feature_names_in_ = np.array(model.design_.columns_, dtype=object)
+        model.n_features_in_ = len(model.design_.columns_)
+        model.design_columns_ = list(model.design_.design_columns_)
+        model._load_model_state(state)
+        return model
+

@@ -11,12 +11,12 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 
 from lnmkit._validation import check_fraction, check_int, check_non_negative, check_positive
-from lnmkit.models._survival_base import SurvivalDesign, SurvivalModelMixin, step_values
+from lnmkit.models._survival_base import SavedSurvivalMixin, SurvivalModelMixin, step_values
 
 __all__ = ["XGBCoxSurvival", "XGBAFTSurvival"]
 
 
-class _XGBSurvival(SurvivalModelMixin, BaseEstimator):
+class _XGBSurvival(SavedSurvivalMixin, SurvivalModelMixin, BaseEstimator):
     _allow_nan = True  # xgboost learns a default direction for missing values
 
     def _params(self, where):
@@ -48,44 +48,17 @@ class _XGBSurvival(SurvivalModelMixin, BaseEstimator):
         return self.booster_.predict(self._dmatrix(design), output_margin=True).astype(float)
 
     # ---------------------------------------------------------- persistence
-    def save(self, path):
-        """Write the fitted model to one JSON file (no pickle), with lnmkit's version.
+    # save() keeps the booster in XGBoost's own JSON format and what the survival
+    # curves need (the Breslow baseline, or the AFT scale: _curve_state).
+    def _model_state(self):
+        return {"booster": json.loads(bytes(self.booster_.save_raw("json")).decode("utf-8")), **self._curve_state()}
 
-        The booster is kept in XGBoost's own JSON format, next to the design (levels,
-        columns) and what the survival curves need (:attr:`baseline_cumulative_hazard_`
-        or :attr:`sigma_`).
-
-        Parameters
-        ----------
-        path : str or path-like
-
-        Returns
-        -------
-        pathlib.Path
-        """
-        from lnmkit.models._lnm import write_model_doc
-
-        self._check_fitted()
-        state = {"booster": json.loads(bytes(self.booster_.save_raw("json")).decode("utf-8")),
-                 "max_time": self.max_time_, "event_times": self.event_times_.tolist(), **self._curve_state()}
-        return write_model_doc(self, path, {"design": self.design_.to_dict(), "state": state})
-
-    @classmethod
-    def _from_doc(cls, doc):
+    def _load_model_state(self, state):
         import xgboost as xgb
 
-        model = cls(**doc["params"])
-        model.design_ = SurvivalDesign.from_dict(doc["design"], where=cls.__name__)
-        state = doc["state"]
-        model.booster_ = xgb.Booster()
-        model.booster_.load_model(bytearray(json.dumps(state["booster"]).encode("utf-8")))
-        model.max_time_ = float(state["max_time"])
-        model.event_times_ = np.asarray(state["event_times"], dtype=float)
-        model.feature_names_in_ = np.array(model.design_.columns_, dtype=object)
-        model.n_features_in_ = len(model.design_.columns_)
-        model.design_columns_ = list(model.design_.design_columns_)
-        model._load_curve_state(state)
-        return model
+        self.booster_ = xgb.Booster()
+        self.booster_.load_model(bytearray(json.dumps(state["booster"]).encode("utf-8")))
+        self._load_curve_state(state)
 
 
 class XGBCoxSurvival(_XGBSurvival):
