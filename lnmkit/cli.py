@@ -631,6 +631,9 @@ def report(
         models = {"lnm": load_model(lnm_model)}
         if survival_model is not None:
             models["survival"] = load_model(survival_model)
+            if not hasattr(models["survival"], "predict_survival_function"):
+                raise ValueError(f"--survival-model {survival_model}: holds a {type(models['survival']).__name__}, "
+                                 "not a survival model (CoxPH, XGBCoxSurvival or XGBAFTSurvival).")
         crossfit = None
         if mil is not None:
             from lnmkit.mil import CrossFitResult

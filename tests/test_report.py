@@ -322,6 +322,10 @@ def test_cli_report_writes_patient_and_cohort_reports(run, tmp_path):
     names, slide_strings = _secrets(run)
     for s in names + slide_strings:
         assert s not in text
+    wrong = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(table_path), "--lnm-model",
+                                     str(model_path), "--survival-model", str(model_path),
+                                     "--out", str(tmp_path / "r3")])
+    assert wrong.exit_code == 2 and "lnm.json: holds a LNMLogisticRegression, not a survival model" in wrong.output
     bad = CliRunner().invoke(app, ["report", str(run["cohort_dir"]), "--table", str(tmp_path / "missing.csv"),
                                    "--lnm-model", str(model_path), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and "error:" in bad.output

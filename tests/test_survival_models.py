@@ -330,3 +330,27 @@ def test_xgboost_survival_model_file_round_trip(cls, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict_survival_function(X, times), model.predict_survival_function(X, times))
     with pytest.raises(ModelInputError, match="follow-up"):
         loaded.predict_survival_function(X, [1e6])
+
+
+def test_broken_model_files_name_the_file(tmp_path):
+    import json
+
+    from sksurv.datasets import load_gbsg2
+
+    from lnmkit.models import load_model
+
+    X, y = load_gbsg2()
+    path = CoxPH().fit(X[["age", "tsize"]], y).save(tmp_path / "cox.json")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(path.read_text()[:200])
+    with pytest.raises(ValueError, match=r"truncated\.json is not a JSON model file"):
+        load_model(truncated)
+    doc = json.loads(path.read_text())
+    del doc["state"]["baseline_survival"]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"edited\.json holds an incomplete or edited CoxPH .*baseline_survival"):
+        load_model(edited)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not an lnmkit model file"):
+        load_model(tmp_path / "list.json")

@@ -552,13 +552,22 @@ def load_model(path):
         If the file was written by another lnmkit version.
     """
     path = Path(path)
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"load_model: {path} is not a JSON model file ({exc}); it may be truncated or "
+                         "another kind of file.") from None
     classes = _model_classes()
-    if doc.get("format") != _FORMAT or doc.get("class") not in classes:
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("class") not in classes:
+        doc = doc if isinstance(doc, dict) else {}
         raise ValueError(f"load_model: {path} is not an lnmkit model file (format {doc.get('format')!r}, "
                          f"class {doc.get('class')!r}).")
     if doc.get("lnmkit_version") != __version__:
         warnings.warn(f"load_model: {path} was written by lnmkit {doc.get('lnmkit_version')!r}; this is "
                       f"lnmkit {__version__}. Check its predictions before relying on them.", VersionWarning,
                       stacklevel=2)
-    return classes[doc["class"]]._from_doc(doc)
+    try:
+        return classes[doc["class"]]._from_doc(doc)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"load_model: {path} holds an incomplete or edited {doc['class']} ({type(exc).__name__}: "
+                         f"{exc}); write it again with the model's save().") from None
