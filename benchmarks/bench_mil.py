@@ -8,8 +8,8 @@ always on every tile of the held-out bags:
 * ``lnmkit``: ``MILClassifier(arch="abmil")`` with its defaults (length-bucketed
   batches of 8 bags, each bag randomly subsampled to ``max_tiles=640`` tiles
   anew every epoch, packed tile projection, weights averaged over 3 epochs);
-  only ``max_epochs`` (set to ``--epochs``), ``val_fraction=0`` (no early
-  stopping, so every contender trains for the same epochs) and
+  only ``max_epochs`` (set to ``--epochs``; with the default ``val_fraction=0``
+  there is no early stopping, so every contender trains for the same epochs) and
   ``slide_normalisation=None`` (the features as they are, as every other
   contender sees them) differ; ``--lnmkit-set NAME=VALUE`` overrides other
   defaults (JSON values: ``slide_normalisation=null``).
@@ -82,8 +82,8 @@ def _train_lnmkit(bags, labels, train, test, a, seed, **params):
     y = pd.DataFrame({"pn_status": np.where(labels == 1, "pN+", "pN0")}, index=pids)
     # the features as they are, like every other contender; lnmkit-robust adds the default per-slide standardisation
     params = {"slide_normalisation": None, **a.lnmkit_set, **params}
-    clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, max_epochs=a.epochs, val_fraction=0.0,
-                        random_state=seed, n_threads=a.threads, **params)
+    clf = MILClassifier("abmil", tasks=("lnm",), hidden=a.hidden, max_epochs=a.epochs, random_state=seed,
+                        n_threads=a.threads, **params)
     t0 = time.perf_counter()
     clf.fit({pids[i]: bags[i] for i in train}, y)
     seconds = time.perf_counter() - t0

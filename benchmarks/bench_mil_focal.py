@@ -38,12 +38,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# lnmkit's earlier training: early stopping on a 20% inner validation split, light weight decay.
+EARLY_STOPPING = {"val_fraction": 0.2, "weight_decay": 1e-4}
+
 CONTENDERS = {
     "instance": {},  # lnmkit's default MILClassifier
     "instance, lnm only": {"tasks": ("lnm",)},
+    "instance, early stopping": EARLY_STOPPING,
     "abmil": {"arch": "abmil"},
+    # lnmkit's first defaults
     "abmil, shared attention, no slide norm": {"arch": "abmil", "shared_attention": True,
-                                               "slide_normalisation": None},
+                                               "slide_normalisation": None, **EARLY_STOPPING},
     "max": {"arch": "max"},
     "clam-sb": {"arch": "clam-sb"},
 }
@@ -158,7 +163,9 @@ def main(argv=None):
     parser.add_argument("--workdir", default="/tmp/lnmkit-bench-focal")
     parser.add_argument("--witness", default="0.01,0.02,0.05", help="witness fractions, comma-separated")
     parser.add_argument("--sizes", default="40,120,300", help="cohort sizes (patients), comma-separated")
-    parser.add_argument("--contenders", default="instance;instance, lnm only;abmil;max",
+    parser.add_argument("--contenders",
+                        default="instance;instance, lnm only;instance, early stopping;abmil, shared attention, "
+                                "no slide norm",
                         help="semicolon-separated names from: " + "; ".join(CONTENDERS))
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (folds, weights, subset)")
     parser.add_argument("--first-seed", type=int, default=0,

@@ -134,7 +134,7 @@ def mil(
     seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
     tasks: str = typer.Option("lnm,otc", "--tasks", help="Comma-separated heads: lnm, otc, survival."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", show_default="MILClassifier's",
-                                             help="Maximum training epochs per fold."),
+                                             help="Training epochs per fold (all of them run: no early stopping)."),
     max_tiles: Optional[int] = typer.Option(None, "--max-tiles", show_default="MILClassifier's",
                                             help="Training subsample per bag and epoch (prediction uses "
                                                  "every tile)."),

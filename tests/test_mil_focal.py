@@ -20,12 +20,13 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-def focal_bags(n=60, seed=0, witness=0.02):
+def focal_bags(n=60, seed=0, witness=0.02, strength=1.0):
     """Bags where pN+ patients hold 2% witness tiles; stain shifts every slide as a whole.
 
     Witness tiles are shifted in features 0-1 (shared with confounders present in
-    both classes) and 4-5 (their own); each slide adds its own offset and scale to
-    every feature, larger than the witness signal in the bag mean.
+    both classes) by ``2 * strength`` and in 4-5 (their own) by ``3 * strength``;
+    each slide adds its own offset and scale to every feature, larger than the
+    witness signal in the bag mean.
     """
     rng = np.random.default_rng(seed)
     bags, rows, witnesses = {}, [], {}
@@ -41,8 +42,8 @@ def focal_bags(n=60, seed=0, witness=0.02):
         hot = np.zeros(m, bool)
         if positive:
             hot[rng.choice(m, max(2, int(round(witness * m))), replace=False)] = True
-            x[hot, :2] += 2.0
-            x[hot, 4:6] += 3.0
+            x[hot, :2] += 2.0 * strength
+            x[hot, 4:6] += 3.0 * strength
         coords = np.stack([np.arange(m) * 224, np.zeros(m)], 1)
         bags[pid] = PatientBag(pid, x, coords, np.zeros(m), (f"{pid}-A",), ({"tile_size_level0": 224},))
         witnesses[pid] = hot
@@ -60,6 +61,25 @@ def test_default_separates_focal_bags_and_attends_to_the_witnesses():
     truth = np.concatenate([witnesses[p] for p in att.patient_id.unique()])
     score = np.concatenate([g.attention_pct.to_numpy() for _, g in att.groupby("patient_id", sort=False)])
     assert roc_auc_score(truth, score) > 0.9
+
+
+def test_default_trains_every_patient_to_the_last_epoch_on_a_weak_focal_signal():
+    """Weaker witnesses (70% of the shift above): the signal appears only after a plateau of epochs.
+
+    An inner validation split of eight patients chose epoch 0-6 in some folds
+    here (a model near chance; out-of-fold AUCs 0.66-0.92 over these seeds with
+    early stopping); the default trains every training patient for ``max_epochs``.
+    """
+    aucs = []
+    for seed in range(4):
+        bags, y, _ = focal_bags(n=60, seed=seed, strength=0.7)
+        res = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=seed), random_state=seed,
+                        progress=False)
+        aucs.append(res.metrics().loc["lnm", "auc"])
+        for model in res.models:
+            assert model.val_patients_ == [] and len(model.train_patients_) == 40
+            assert model.best_epoch_ == model.max_epochs - 1 == len(model.history_) - 1
+    assert np.mean(aucs) > 0.86 and min(aucs) > 0.8, aucs
 
 
 def test_slide_standardisation_removes_slide_wide_shifts():
@@ -137,7 +157,7 @@ def test_instance_network_logit_is_the_softmax_weighted_tile_logit_and_decompose
 
 def test_min_epochs_keeps_early_stopping_off_the_plateau():
     bags, y, _ = focal_bags(n=30, seed=5)
-    clf = MILClassifier(max_epochs=12, patience=1, min_epochs=10).fit(bags, y)
+    clf = MILClassifier(max_epochs=12, patience=1, min_epochs=10, val_fraction=0.2).fit(bags, y)
     assert len(clf.history_) >= 10
     with pytest.raises(ValueError, match="min_epochs"):
         MILClassifier(min_epochs=-1).fit(bags, y)
@@ -179,6 +199,6 @@ def test_default_mil_on_a_focal_synthetic_cohort(tmp_path):
             annotation_threshold=0.1, progress=False)
     metrics = json.loads((tmp_path / "mil" / "metrics.json").read_text())
     # benchmarks/bench_mil_focal.py at 2% witness and 120 patients (docs/mil.md, Focal morphology):
-    # LNM AUC 0.878-0.920 and localisation 0.910-0.928 over five seeds
-    assert metrics["auc"]["lnm"]["auc"] >= 0.80
+    # LNM AUC 0.916-0.962 and localisation 0.911-0.928 over five seeds
+    assert metrics["auc"]["lnm"]["auc"] >= 0.85
     assert metrics["attention_localisation"]["pooled_auc"] >= 0.85

@@ -73,10 +73,12 @@ class MILClassifier(BaseEstimator):
     One bag per patient (all tiles of the patient's slides). Training uses
     length-bucketed mini-batches of bags, each randomly subsampled to
     ``max_tiles`` tiles anew every epoch when larger; the tiles of a batch are
-    projected packed (no padding rows) and pooled under a mask. AdamW,
-    class-balanced losses and early stopping on a stratified inner validation
-    split of patients. Tile features are standardised with a mean and standard
-    deviation fitted on the training bags and stored in the model.
+    projected packed (no padding rows) and pooled under a mask. AdamW with
+    strong weight decay, class-balanced losses, a moving average of the weights
+    and a fixed number of epochs on every training patient (early stopping on a
+    stratified inner validation split with ``val_fraction > 0``). Tile features
+    are standardised with a mean and standard deviation fitted on the training
+    bags and stored in the model.
 
     Parameters
     ----------
@@ -95,16 +97,22 @@ class MILClassifier(BaseEstimator):
         time. Consider 0.25 (CLAM's value) when most bags have fewer than
         ``max_tiles`` tiles and are therefore not subsampled.
     lr : float, default=1e-3
-    weight_decay : float, default=1e-4
+    weight_decay : float, default=0.5
+        AdamW's decoupled weight decay (each step shrinks the weights by
+        ``lr * weight_decay``). Strong by default: with a few hundred bag
+        labels the tile scorer can memorise one idiosyncratic tile per pN+
+        bag, and the shrinkage keeps it on what the bags share.
     batch_size : int, default=8
         Bags per optimiser step. On CPUs the cost per tile hardly depends on it;
         smaller batches give more optimiser steps per epoch.
     max_epochs : int, default=50
     patience : int, default=8
-        Epochs without improvement of the validation loss before stopping. The
-        monitored loss is the LNM loss when ``"lnm"`` is a task, else the total.
+        With ``val_fraction > 0``: epochs without improvement of the validation
+        loss before stopping. The monitored loss is the LNM loss when ``"lnm"``
+        is a task, else the total.
     min_epochs : int, default=20
-        Early stopping never stops before this many epochs. On focal morphology
+        With ``val_fraction > 0``: early stopping never stops before this many
+        epochs. On focal morphology
         the validation loss stays flat for the first 5-25 epochs, until the
         attention has found the few tiles that matter, and then falls; stopping
         on that plateau leaves a model that scores at chance.
@@ -120,9 +128,13 @@ class MILClassifier(BaseEstimator):
         use the averaged weights. Averaging removes most of the step-to-step
         noise of small-batch training on subsampled bags. 0 keeps the last
         (or best) weights as they are.
-    val_fraction : float, default=0.2
-        Share of patients held out (stratified by pN status) for early stopping;
-        0 trains for ``max_epochs`` without early stopping.
+    val_fraction : float, default=0.0
+        Share of patients held out (stratified by pN status) for early stopping
+        on their validation loss. 0 (the default) trains on every patient for
+        ``max_epochs`` and keeps the averaged weights of the last epoch: with
+        tens of validation patients the validation loss is too noisy to choose
+        an epoch (on focal morphology it chose epoch 0, a model at chance, in
+        some folds), and the held-out patients are lost to training.
     class_weight : {"balanced", None}, default="balanced"
         Weight classes of each binary task inversely to their frequency.
     slide_normalisation : {"robust", None}, default="robust"
@@ -171,8 +183,9 @@ class MILClassifier(BaseEstimator):
     feature_mean_, feature_std_ : ndarray of shape (n_features,)
     n_features_in_ : int
     history_ : pandas.DataFrame
-        Per-epoch training and validation losses.
+        Per-epoch training and validation losses (validation with ``val_fraction > 0``).
     best_epoch_ : int
+        Epoch of the fitted weights: the last one, or the best validation epoch.
     train_patients_, val_patients_ : list of str
 
     Examples
@@ -189,14 +202,14 @@ class MILClassifier(BaseEstimator):
         hidden=128,
         dropout=0.0,
         lr=1e-3,
-        weight_decay=1e-4,
+        weight_decay=0.5,
         batch_size=8,
         max_epochs=50,
         patience=8,
         min_epochs=20,
         max_tiles=640,
         averaging_epochs=3.0,
-        val_fraction=0.2,
+        val_fraction=0.0,
         class_weight="balanced",
         slide_normalisation="robust",
         shared_attention=False,
