@@ -38,12 +38,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# lnmkit's earlier training: early stopping on a 20% inner validation split, light weight decay.
-EARLY_STOPPING = {"val_fraction": 0.2, "weight_decay": 1e-4}
+# lnmkit's earlier training: one initialisation, early stopping on a 20% inner validation split,
+# light weight decay.
+EARLY_STOPPING = {"val_fraction": 0.2, "weight_decay": 1e-4, "n_init": 1}
 
 CONTENDERS = {
     "instance": {},  # lnmkit's default MILClassifier
     "instance, lnm only": {"tasks": ("lnm",)},
+    "instance, one initialisation": {"n_init": 1},
     "instance, early stopping": EARLY_STOPPING,
     "abmil": {"arch": "abmil"},
     # lnmkit's first defaults
@@ -54,7 +56,7 @@ CONTENDERS = {
 }
 
 
-def _cohort(workdir, n_patients, witness_fraction, slide_size, seed):
+def _cohort(workdir, n_patients, witness_fraction, slide_size, seed, tile_size=224):
     """Generate (once) a focal cohort and its feature bags; return bags, outcomes, tile labels."""
     from lnmkit import Cohort
     from lnmkit.features import extract, open_features
@@ -66,9 +68,9 @@ def _cohort(workdir, n_patients, witness_fraction, slide_size, seed):
         make_cohort(root, n_patients=n_patients, seed=seed, slide_size=slide_size, regime="focal",
                     witness_fraction=witness_fraction, overwrite=True)
     cohort = Cohort.from_dir(root)
-    features_dir = root / "features"
+    features_dir = root / ("features" if tile_size == 224 else f"features{tile_size}")
     if not (features_dir / "manifest.csv").is_file() and not any(features_dir.glob("*/manifest.csv")):
-        extract(cohort, features_dir)
+        extract(cohort, features_dir, tile_size=tile_size)
     bags = load_bags(open_features(features_dir), cohort, progress=False)
     labels = annotation_tile_labels(planted_annotations(root), bags)
     return bags, cohort.outcomes.loc[list(bags)], labels
@@ -172,6 +174,7 @@ def main(argv=None):
                         help="seeds FIRST..FIRST+SEEDS-1 (to split a grid over processes)")
     parser.add_argument("--slide-size", type=int, default=8192)
     parser.add_argument("--cohort-seed", type=int, default=2024, help="seed of the generated cohorts")
+    parser.add_argument("--tile-size", type=int, default=224, help="tile side in pixels at 0.5 mpp")
     parser.add_argument("--tile-threshold", type=float, default=0.1,
                         help="a tile is a witness tile when at least this share of it is witness tissue "
                              "(focal regions are often smaller than a tile)")
@@ -190,7 +193,8 @@ def main(argv=None):
     rows = []
     for wf in witness:
         t0 = time.perf_counter()
-        bags_all, outcomes_all, labels = _cohort(args.workdir, max(sizes), wf, args.slide_size, args.cohort_seed)
+        bags_all, outcomes_all, labels = _cohort(args.workdir, max(sizes), wf, args.slide_size, args.cohort_seed,
+                                              args.tile_size)
         print(f"witness {wf:g}: cohort of {len(bags_all)} patients ready in {time.perf_counter() - t0:.0f} s",
               flush=True)
         tile_labels = _patient_labels(bags_all, labels, args.tile_threshold)

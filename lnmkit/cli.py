@@ -134,13 +134,22 @@ def mil(
     seed: int = typer.Option(0, "--seed", help="Seed for folds and training."),
     tasks: str = typer.Option("lnm,otc", "--tasks", help="Comma-separated heads: lnm, otc, survival."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", show_default="MILClassifier's",
-                                             help="Training epochs per fold (all of them run: no early stopping)."),
+                                             help="Training epochs per fold (all of them run unless --val-fraction "
+                                                  "is above 0)."),
     max_tiles: Optional[int] = typer.Option(None, "--max-tiles", show_default="MILClassifier's",
                                             help="Training subsample per bag and epoch (prediction uses "
                                                  "every tile)."),
     averaging_epochs: Optional[float] = typer.Option(None, "--averaging-epochs",
                                                      show_default="MILClassifier's",
                                                      help="Weight averaging window in epochs; 0 turns it off."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", show_default="MILClassifier's (0)",
+                                                 help="Share of each fold's training patients held out for early "
+                                                      "stopping; 0 trains every patient for --max-epochs."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", show_default="MILClassifier's",
+                                                 help="AdamW's decoupled weight decay."),
+    n_init: Optional[int] = typer.Option(None, "--n-init", show_default="MILClassifier's (3)",
+                                         help="Networks trained per fold from different initial weights; the one "
+                                              "with the lowest training loss is kept."),
     annotations: Optional[str] = typer.Option(
         None, "--annotations",
         help="Folder of tumour annotations, one per slide: <slide_id>.geojson (QuPath / GeoJSON polygons in "
@@ -169,7 +178,9 @@ def mil(
         run = run_mil(features_dir, cohort, out, arch=arch, n_splits=n_splits, seed=seed,
                       tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                       estimator_params={k: v for k, v in [("max_epochs", max_epochs), ("max_tiles", max_tiles),
-                                                          ("averaging_epochs", averaging_epochs)]
+                                                          ("averaging_epochs", averaging_epochs),
+                                                          ("val_fraction", val_fraction),
+                                                          ("weight_decay", weight_decay), ("n_init", n_init)]
                                         if v is not None},
                       annotations=annotations, annotation_classes=classes, mask_downsample=mask_downsample,
                       annotation_threshold=annotation_threshold)

@@ -126,6 +126,8 @@ def test_save_load_round_trip(tmp_path, cohort, fitted):
     pd.testing.assert_frame_equal(fitted.predict_attention(bags), loaded.predict_attention(bags), check_exact=True)
     assert loaded.get_params() == fitted.get_params()
     np.testing.assert_array_equal(loaded.feature_mean_, fitted.feature_mean_)
+    np.testing.assert_array_equal(loaded.init_losses_, fitted.init_losses_)
+    assert loaded.init_losses_.shape == (fitted.n_init,)
 
 
 def test_otc_labels_of_node_positive_patients_change_nothing(cohort):
@@ -340,7 +342,8 @@ def test_cli_mil_writes_every_output(tmp_path):
     result = CliRunner().invoke(app, ["mil", str(tmp_path / "features"), "--cohort", str(cohort_dir),
                                       "--out", str(tmp_path / "out"), "--arch", "gated-abmil",
                                       "--n-splits", "3", "--max-epochs", "4", "--max-tiles", "64",
-                                      "--averaging-epochs", "1.5"])
+                                      "--averaging-epochs", "1.5", "--val-fraction", "0.25",
+                                      "--weight-decay", "0.01", "--n-init", "2"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     oof = pd.read_csv(out / "oof_scores.csv", dtype={"patient_id": str})
@@ -348,8 +351,9 @@ def test_cli_mil_writes_every_output(tmp_path):
     metrics = _json.loads((out / "metrics.json").read_text())
     assert metrics["arch"] == "gated-abmil" and 0 <= metrics["auc"]["lnm"]["auc"] <= 1
     params = metrics["estimator_params"]
-    assert (params["arch"], params["max_epochs"], params["max_tiles"], params["averaging_epochs"]) == (
-        "gated-abmil", 4, 64, 1.5)
+    assert (params["arch"], params["max_epochs"], params["max_tiles"], params["averaging_epochs"],
+            params["val_fraction"], params["weight_decay"], params["n_init"]) == (
+        "gated-abmil", 4, 64, 1.5, 0.25, 0.01, 2)
     assert "attention_localisation" not in metrics  # tables-only cohort: no planted masks
     slides = pd.read_csv(cohort_dir / "slides.csv", dtype=str)
     for sid in slides.slide_id:

@@ -266,6 +266,29 @@ def test_mil_arch_choices_are_the_mil_architectures():
     assert set(get_args(literal)) == set(ARCHITECTURES)
 
 
+def test_mil_section_reaches_the_estimator_and_its_keys_rerun_the_nested_scores():
+    import inspect
+
+    from lnmkit.mil import MILClassifier
+    from lnmkit.pipeline import MILConfig
+    from lnmkit.pipeline._config import ESTIMATOR_KEYS
+    from lnmkit.pipeline._stages import STAGES
+    from lnmkit.pipeline._stages_models import _mil_estimator
+
+    assert set(ESTIMATOR_KEYS) <= set(inspect.signature(MILClassifier).parameters)
+    config = PipelineConfig(cohort=".", mil={"val_fraction": 0.2, "weight_decay": 0.01, "max_epochs": 7,
+                                             "n_init": 1})
+    est = _mil_estimator(config)
+    assert (est.val_fraction, est.weight_decay, est.max_epochs, est.n_init) == (0.2, 0.01, 7, 1)
+    assert _mil_estimator(PipelineConfig(cohort=".")).get_params() == MILClassifier(
+        tasks=("lnm", "otc"), random_state=0).get_params()
+    assert MILConfig(weight_decay=0.5).estimator_params() == {"weight_decay": 0.5}
+    nested = next(s for s in STAGES if s.name == "mil_nested")
+    assert {f"mil.{k}" for k in ESTIMATOR_KEYS} <= set(nested.config_keys)
+    with pytest.raises(ValueError, match="val_fraction"):
+        MILConfig(val_fraction=1.0)
+
+
 def test_cli_run_names_the_failed_stage(tables_cohort, tmp_path):
     """A stage that fails exits 1, names the stage, and leaves the stages before it complete."""
     import pandas as pd

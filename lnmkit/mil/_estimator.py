@@ -67,6 +67,56 @@ def percentile_rank(values):
     return 100.0 * (rankdata(values, method="average") - 0.5) / values.size
 
 
+class _TrainingData:
+    """The standardised training tiles as one block, gathered into packed batches by bag."""
+
+    def __init__(self, block, offsets, max_tiles, targets, weights, train_idx, val_bags, val_idx):
+        self.block, self.offsets, self.max_tiles = block, offsets, max_tiles
+        self.targets, self.weights = targets, weights
+        self.train_idx, self.val_bags, self.val_idx = train_idx, val_bags, val_idx
+        self.sizes = np.diff(offsets)
+        self.lengths = np.minimum(self.sizes, max_tiles)
+        self.progress = None
+        # One reused buffer for the tiles of a step: a fresh multi-megabyte tensor per
+        # step costs page faults that took as long as the gather itself.
+        self._gathered = block.new_empty((0, block.shape[1]))
+
+    def gather(self, ids, rng):
+        """Tiles of bags ``ids``, concatenated; bags above ``max_tiles`` are subsampled anew."""
+        rows = []
+        for i in ids:
+            if self.sizes[i] > self.max_tiles:
+                rows.append(np.sort(rng.choice(self.sizes[i], self.max_tiles, replace=False)) + self.offsets[i])
+            else:
+                rows.append(np.arange(self.offsets[i], self.offsets[i + 1]))
+        rows = torch.from_numpy(np.concatenate(rows))
+        if self._gathered.shape[0] < rows.shape[0]:
+            self._gathered = self.block.new_empty((rows.shape[0], self.block.shape[1]))
+        return torch.index_select(self.block, 0, rows, out=self._gathered[: rows.shape[0]])  # (sum n_i, D)
+
+
+class _Run:
+    """One network in training: optimiser, weight average, data RNG, history and best epoch."""
+
+    def __init__(self, model, opt, average, rng):
+        self.model, self.opt, self.average, self.rng = model, opt, average, rng
+        self.history = []
+        self.best_loss, self.best_epoch, self.best_state, self.bad_epochs = np.inf, -1, None, 0
+
+    def final(self):
+        """The network to keep: the weight average when there is one."""
+        return self.average.averaged_model() if self.average is not None else self.model
+
+    def recent_train_loss(self, epochs=3):
+        """Mean training loss of the last ``epochs`` epochs: the LNM loss when LNM is a task, else the total.
+
+        LNM is the primary endpoint; a secondary head with few labels (OTC) can
+        lower the total by fitting noise.
+        """
+        key = "train_lnm_loss" if "train_lnm_loss" in self.history[-1] else "train_loss"
+        return float(np.mean([row[key] for row in self.history[-epochs:]]))
+
+
 class MILClassifier(BaseEstimator):
     """Attention MIL on patient bags of tile features, scikit-learn style.
 
@@ -76,7 +126,9 @@ class MILClassifier(BaseEstimator):
     projected packed (no padding rows) and pooled under a mask. AdamW with
     strong weight decay, class-balanced losses, a moving average of the weights
     and a fixed number of epochs on every training patient (early stopping on a
-    stratified inner validation split with ``val_fraction > 0``). Tile features
+    stratified inner validation split with ``val_fraction > 0``); ``n_init``
+    networks from different initial weights, of which the one that fits its
+    training bags best is kept. Tile features
     are standardised with a mean and standard deviation fitted on the training
     bags and stored in the model.
 
@@ -135,6 +187,17 @@ class MILClassifier(BaseEstimator):
         tens of validation patients the validation loss is too noisy to choose
         an epoch (on focal morphology it chose epoch 0, a model at chance, in
         some folds), and the held-out patients are lost to training.
+    n_init : int, default=3
+        Number of networks trained, each from its own initial weights (the
+        first from ``random_state``) on the same batches and tile subsamples;
+        the one with the lowest training loss over its last 3 epochs (the LNM
+        loss when LNM is a task) is kept, as ``n_init`` in scikit-learn's
+        ``KMeans``. On focal morphology some initial weights never leave the
+        plateau, or lead the tile scorer to morphology both classes share: a
+        run near chance that fits its own training bags visibly worse, told
+        apart without a validation split. The choice is made at the end,
+        because before the signal is found every run's loss is the same.
+        Costs ``n_init`` trainings; 1 trains one network.
     class_weight : {"balanced", None}, default="balanced"
         Weight classes of each binary task inversely to their frequency.
     slide_normalisation : {"robust", None}, default="robust"
@@ -186,6 +249,8 @@ class MILClassifier(BaseEstimator):
         Per-epoch training and validation losses (validation with ``val_fraction > 0``).
     best_epoch_ : int
         Epoch of the fitted weights: the last one, or the best validation epoch.
+    init_losses_ : ndarray of shape (n_init,)
+        Final training loss of each network tried; the fitted one has the lowest.
     train_patients_, val_patients_ : list of str
 
     Examples
@@ -210,6 +275,7 @@ class MILClassifier(BaseEstimator):
         max_tiles=640,
         averaging_epochs=3.0,
         val_fraction=0.0,
+        n_init=3,
         class_weight="balanced",
         slide_normalisation="robust",
         shared_attention=False,
@@ -236,6 +302,7 @@ class MILClassifier(BaseEstimator):
         self.max_tiles = max_tiles
         self.averaging_epochs = averaging_epochs
         self.val_fraction = val_fraction
+        self.n_init = n_init
         self.class_weight = class_weight
         self.slide_normalisation = slide_normalisation
         self.shared_attention = shared_attention
@@ -272,6 +339,7 @@ class MILClassifier(BaseEstimator):
         check_int(self.max_tiles, "max_tiles", where, minimum=2)
         check_non_negative(self.averaging_epochs, "averaging_epochs", where)
         check_fraction(self.val_fraction, "val_fraction", where, maximum=0.9)
+        check_int(self.n_init, "n_init", where)
         check_int(self.random_state, "random_state", where, minimum=0)
         check_int(self.k_instances, "k_instances", where)
         check_fraction(self.bag_weight, "bag_weight", where)
@@ -366,13 +434,58 @@ class MILClassifier(BaseEstimator):
         self.val_patients_ = [pids[i] for i in val_idx]
         weights = self._class_weights(targets, train_idx, tasks)
 
-        with torch.random.fork_rng(devices=[]), _torch_threads(self.n_threads):
-            torch.manual_seed(self.random_state)
-            model = self._build(self.n_features_in_, tasks)
-            self._train(model, block, offsets, val_bags, targets, weights, train_idx, val_idx, rng)
+        from tqdm.auto import tqdm
+
+        data = _TrainingData(block, offsets, self.max_tiles, targets, weights, train_idx, val_bags, val_idx)
+        with (torch.random.fork_rng(devices=[]), _torch_threads(self.n_threads),
+              tqdm(total=self.n_init * self.max_epochs, desc=self.arch, unit="epoch", disable=not self.verbose,
+                   leave=False) as data.progress):
+            run = self._best_of_initialisations(data, rng)
+        final = run.final()
+        if run.best_state is not None:
+            final.load_state_dict(run.best_state)
+            self.best_epoch_ = run.best_epoch
+        else:
+            self.best_epoch_ = len(run.history) - 1
+        final.eval()
+        self.model_ = final
+        self.history_ = pd.DataFrame(run.history).set_index("epoch")
         return self
 
-    def _build(self, in_dim, tasks):
+    def _initial_seeds(self):
+        """Seeds of the ``n_init`` candidate networks; the first is ``random_state`` itself."""
+        extra = np.random.SeedSequence(self.random_state).generate_state(self.n_init - 1) % 2**31
+        return [int(self.random_state)] + [int(s) for s in extra]
+
+    def _best_of_initialisations(self, data, rng):
+        """Train one network per initial seed; return the run with the lowest final training loss.
+
+        Every candidate sees the same batches and tile subsamples (a copy of
+        ``rng``), so their losses differ only through the initial weights.
+        Only the best run so far is kept in memory.
+        """
+        best, losses = None, []
+        for seed in self._initial_seeds():
+            run = self._start(seed, copy.deepcopy(rng) if self.n_init > 1 else rng)
+            while len(run.history) < self.max_epochs and not self._stopped(run):
+                self._epoch(run, data)
+            losses.append(run.recent_train_loss())
+            if losses[-1] <= min(losses):
+                best = run
+        self.init_losses_ = np.array(losses)
+        return best
+
+    def _start(self, seed, rng):
+        torch.manual_seed(seed)
+        model = self._build(self.n_features_in_, self.tasks_, seed)
+        average = None
+        if self.averaging_epochs:
+            steps_per_epoch = max(1, len(self.train_patients_) // self.batch_size)
+            average = WeightAverage(model, 1.0 - 1.0 / max(1.0, self.averaging_epochs * steps_per_epoch))
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return _Run(model, opt, average, rng)
+
+    def _build(self, in_dim, tasks, seed=0):
         extra = {}
         if self.arch in ("abmil", "gated-abmil", "clam-sb"):
             extra["shared_attention"] = bool(self.shared_attention)
@@ -380,7 +493,7 @@ class MILClassifier(BaseEstimator):
             extra.update(k_instances=self.k_instances, instance_loss=self.instance_loss,
                          bag_weight=self.bag_weight)
         model = build_model(self.arch, in_dim, self.hidden, self.dropout, tasks, **extra)
-        return _init_seeded(model, self.random_state).to(self.device)
+        return _init_seeded(model, seed).to(self.device)
 
     def _use_bf16(self):
         kind = torch.device(self.device).type
@@ -461,70 +574,44 @@ class MILClassifier(BaseEstimator):
                for k, v in {**targets, **weights}.items()}
         return out
 
-    def _train(self, model, block, offsets, val_bags, targets, weights, train_idx, val_idx, rng):
-        from tqdm.auto import tqdm
+    def _stopped(self, run):
+        """Early stopping: ``patience`` epochs without a better validation loss, after ``min_epochs``."""
+        return (len(self.val_patients_) > 0 and run.bad_epochs >= self.patience
+                and len(run.history) >= self.min_epochs)
 
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sizes = np.diff(offsets)
-        lengths = np.minimum(sizes, self.max_tiles)
-        # One reused buffer for the tiles of a step: a fresh multi-megabyte tensor per
-        # step costs page faults that took as long as the gather itself.
-        gathered = block.new_empty((0, block.shape[1]))
-        average = None
-        if self.averaging_epochs:
-            steps_per_epoch = max(1, len(train_idx) // self.batch_size)
-            average = WeightAverage(model, 1.0 - 1.0 / max(1.0, self.averaging_epochs * steps_per_epoch))
-        history = []
-        best = (np.inf, -1, None)
-        bad_epochs = 0
-        epochs = tqdm(range(self.max_epochs), desc=f"{self.arch}", disable=not self.verbose, leave=False)
-        for epoch in epochs:
-            model.train()
-            losses, n_seen = [], 0
-            for batch in length_bucketed_batches(lengths[train_idx], self.batch_size, rng):
-                ids = train_idx[batch]
-                rows = []
-                for i in ids:
-                    if sizes[i] > self.max_tiles:
-                        local = np.sort(rng.choice(sizes[i], self.max_tiles, replace=False))
-                        rows.append(local + offsets[i])
-                    else:
-                        rows.append(np.arange(offsets[i], offsets[i + 1]))
-                rows = torch.from_numpy(np.concatenate(rows))
-                if gathered.shape[0] < rows.shape[0]:
-                    gathered = block.new_empty((rows.shape[0], block.shape[1]))
-                x = torch.index_select(block, 0, rows, out=gathered[: rows.shape[0]])  # (sum n_i, D)
-                with self._autocast():
-                    out = model.forward_packed(x.to(self.device), lengths[ids])
-                    loss, _ = model.compute_loss(out, self._batch_targets(targets, weights, ids))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if average is not None:
-                    average.update()
-                losses.append(float(loss.detach()) * len(ids))
-                n_seen += len(ids)
-            row = {"epoch": epoch, "train_loss": sum(losses) / max(n_seen, 1)}
-            final = average.averaged_model() if average is not None else model
-            if len(val_idx):
-                val_loss = self._val_loss(final, val_bags, targets, weights, val_idx)
-                row["val_loss"] = val_loss
-                if val_loss < best[0] - 1e-6:
-                    best = (val_loss, epoch, copy.deepcopy(final.state_dict()))
-                    bad_epochs = 0
-                else:
-                    bad_epochs += 1
-            history.append(row)
-            if len(val_idx) and bad_epochs >= self.patience and epoch + 1 >= self.min_epochs:
-                break
-        if best[2] is not None:
-            final.load_state_dict(best[2])
-            self.best_epoch_ = int(best[1])
-        else:
-            self.best_epoch_ = int(history[-1]["epoch"])
-        final.eval()
-        self.model_ = final
-        self.history_ = pd.DataFrame(history).set_index("epoch")
+    def _epoch(self, run, data):
+        """One epoch of ``run`` over the training bags; appends its losses to ``run.history``."""
+        model, rng = run.model, run.rng
+        model.train()
+        losses, n_seen = [], 0
+        for batch in length_bucketed_batches(data.lengths[data.train_idx], self.batch_size, rng):
+            ids = data.train_idx[batch]
+            x = data.gather(ids, rng)
+            with self._autocast():
+                out = model.forward_packed(x.to(self.device), data.lengths[ids])
+                loss, parts = model.compute_loss(out, self._batch_targets(data.targets, data.weights, ids))
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            run.opt.step()
+            if run.average is not None:
+                run.average.update()
+            losses.append([float(loss.detach()) * len(ids), float(parts.get("lnm", np.nan)) * len(ids)])
+            n_seen += len(ids)
+        total, lnm = np.sum(losses, axis=0) / max(n_seen, 1)
+        row = {"epoch": len(run.history), "train_loss": total}
+        if "lnm" in self.tasks_:
+            row["train_lnm_loss"] = lnm
+        if len(data.val_idx):
+            final = run.final()
+            row["val_loss"] = self._val_loss(final, data.val_bags, data.targets, data.weights, data.val_idx)
+            if row["val_loss"] < run.best_loss - 1e-6:
+                run.best_loss, run.best_epoch = row["val_loss"], row["epoch"]
+                run.best_state = copy.deepcopy(final.state_dict())
+                run.bad_epochs = 0
+            else:
+                run.bad_epochs += 1
+        run.history.append(row)
+        data.progress.update()
 
     def _val_loss(self, model, val_bags, targets, weights, val_idx):
         outs = self._forward_many(model, val_bags)

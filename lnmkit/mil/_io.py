@@ -40,7 +40,7 @@ def save_classifier(clf, path):
 
     Files: ``model.safetensors`` (network weights plus ``scaler.mean`` and
     ``scaler.std``) and ``config.json`` (parameters, tasks, input dimension,
-    training history, lnmkit version).
+    training history, the losses of the ``n_init`` networks tried, lnmkit version).
 
     Parameters
     ----------
@@ -66,6 +66,7 @@ def save_classifier(clf, path):
         "tasks": list(clf.tasks_),
         "n_features_in": int(clf.n_features_in_),
         "best_epoch": int(clf.best_epoch_),
+        "init_losses": [float(v) for v in clf.init_losses_],
         "train_patients": list(clf.train_patients_),
         "val_patients": list(clf.val_patients_),
         "history": clf.history_.reset_index().to_dict(orient="list"),
@@ -121,6 +122,7 @@ def load_classifier(cls, path):
     clf.feature_mean_ = tensors["scaler.mean"].numpy().copy()
     clf.feature_std_ = tensors["scaler.std"].numpy().copy()
     clf.best_epoch_ = int(config["best_epoch"])
+    clf.init_losses_ = np.asarray(config.get("init_losses", []), dtype=float)  # absent before lnmkit 0.3
     clf.train_patients_ = list(config["train_patients"])
     clf.val_patients_ = list(config["val_patients"])
     clf.history_ = pd.DataFrame(config["history"]).set_index("epoch")

@@ -37,6 +37,9 @@ __all__ = [
 
 BINARY_ENDPOINTS = {"lnm": "pn_status", "otc": "otc"}
 
+# MILConfig keys passed on to MILClassifier as they are
+ESTIMATOR_KEYS = ("arch", "max_epochs", "max_tiles", "averaging_epochs", "val_fraction", "weight_decay", "n_init")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,6 +69,9 @@ class MILConfig(_Section):
     max_epochs: Optional[int] = Field(None, ge=1)
     max_tiles: Optional[int] = Field(None, ge=1)
     averaging_epochs: Optional[float] = Field(None, ge=0)
+    val_fraction: Optional[float] = Field(None, ge=0, lt=1)
+    weight_decay: Optional[float] = Field(None, ge=0)
+    n_init: Optional[int] = Field(None, ge=1)
     annotations: Optional[Path] = None
     annotation_classes: Optional[list[str]] = None
 
@@ -77,6 +83,10 @@ class MILConfig(_Section):
         if len(set(value)) != len(value):
             raise ValueError("lists a task twice")
         return value
+
+    def estimator_params(self) -> dict:
+        """:class:`~lnmkit.mil.MILClassifier` parameters set here (``None`` keeps its default)."""
+        return {k: v for k, v in ((k, getattr(self, k)) for k in ESTIMATOR_KEYS) if v is not None}
 
 
 class RadiologyConfig(_Section):

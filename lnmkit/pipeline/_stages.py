@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lnmkit._io import atomic_path
-from lnmkit.pipeline._config import PipelineConfig, encoder_kwargs
+from lnmkit.pipeline._config import ESTIMATOR_KEYS, PipelineConfig, encoder_kwargs
 from lnmkit.pipeline._dask import dask_client
 from lnmkit.pipeline._stage import Stage, StageResult, hash_file, hash_text, hash_tree
 from lnmkit.pipeline._stages_models import (run_evaluation, run_explanations, run_fusion, run_mil_nested, run_models,
@@ -171,9 +171,8 @@ def _run_mil(ctx: StageContext) -> StageResult:
     from lnmkit.mil import run_mil
 
     mil = ctx.config.mil
-    params = {k: v for k, v in (("max_epochs", mil.max_epochs), ("max_tiles", mil.max_tiles),
-                                ("averaging_epochs", mil.averaging_epochs)) if v is not None}
-    arch = {} if mil.arch is None else {"arch": mil.arch}
+    params = mil.estimator_params()
+    arch = {"arch": params.pop("arch")} if "arch" in params else {}
     run = run_mil(ctx.output("features", "run"), ctx.config.cohort, ctx.stage_dir, **arch,
                   n_splits=mil.n_splits, seed=ctx.config.seed, tasks=tuple(mil.tasks), estimator_params=params,
                   progress=ctx.progress, annotations=mil.annotations, annotation_classes=mil.annotation_classes)
@@ -206,7 +205,7 @@ def _run_radiology(ctx: StageContext) -> StageResult:
 
 
 # the MIL keys that shape each fitted network (not its folds, nor the localisation annotations)
-_MIL_MODEL_KEYS = ("mil.enabled", "mil.arch", "mil.tasks", "mil.max_epochs", "mil.max_tiles", "mil.averaging_epochs")
+_MIL_MODEL_KEYS = ("mil.enabled", "mil.tasks") + tuple(f"mil.{k}" for k in ESTIMATOR_KEYS)
 
 
 def _fusion_reads(config) -> tuple:

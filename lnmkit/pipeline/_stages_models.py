@@ -31,12 +31,8 @@ def _csv(frame, path, **kwargs):
 def _mil_estimator(config):
     from lnmkit.mil import MILClassifier
 
-    mil = config.mil
-    params = {k: v for k, v in (("max_epochs", mil.max_epochs), ("max_tiles", mil.max_tiles),
-                                ("averaging_epochs", mil.averaging_epochs)) if v is not None}
-    if mil.arch is not None:
-        params["arch"] = mil.arch
-    return MILClassifier(tasks=tuple(mil.tasks), random_state=int(config.seed), **params)
+    return MILClassifier(tasks=tuple(config.mil.tasks), random_state=int(config.seed),
+                         **config.mil.estimator_params())
 
 
 # -- nested MIL slide scores -----------------------------------------------------------------------
