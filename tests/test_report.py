@@ -30,7 +30,7 @@ def _build_run(cohort_dir, root, n_splits):
     from lnmkit.cohort import Cohort
     from lnmkit.features import extract
     from lnmkit.fusion import build_fusion_table
-    from lnmkit.mil import cross_fit, load_bags
+    from lnmkit.mil import MILClassifier, cross_fit, load_bags
     from lnmkit.models import CoxPH, LNMLogisticRegression
 
     with warnings.catch_warnings():
@@ -38,7 +38,9 @@ def _build_run(cohort_dir, root, n_splits):
         cohort = Cohort.from_dir(cohort_dir)
         fs = extract(cohort, root / "features", progress=False)
         bags = load_bags(fs, cohort, progress=False)
-        cf = cross_fit(bags, cohort.outcomes, n_splits=n_splits, random_state=0, progress=False)
+        # one initialisation: the explanations need slide scores, not the best of three networks
+        cf = cross_fit(bags, cohort.outcomes, n_splits=n_splits, random_state=0, progress=False,
+                       estimator=MILClassifier(random_state=0, n_init=1))
         table = build_fusion_table(cohort, slide=cf, radiology=True)
     frame = table.frame
     cols = [c for c in ("ct_stage", "lvi", "grade", "cea_ng_ml", "rad_short_axis_max_mm", "slide_lnm_score",
