@@ -24,12 +24,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lnmkit demo --out lnmkit-demo
 
+# Test files run in parallel on up to 4 CPUs (pytest-xdist), each file's tests in one
+# process so that its fixtures are built once.
+PARALLEL := -n logical --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 # notebooks, the documentation build, end-to-end thresholds
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(PARALLEL)
 
 docs: $(STAMP)
 	$(BIN)/python -m lnmkit.cohort._docs --check

@@ -106,6 +106,41 @@ def test_same_seed_same_predictions_and_other_seed_differs(cohort):
     assert not np.allclose(a.lnm_score, c.lnm_score)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_networks_trained_side_by_side_equal_those_trained_in_turn(cohort, dropout):
+    import torch
+
+    bags, y = cohort
+    params = dict(FAST, max_epochs=4, n_init=3, dropout=dropout, random_state=5)
+    in_turn = MILClassifier(**params, n_jobs=1).fit(bags, y)
+    # global draws between the threads' dropout draws must not reach any network
+    torch.manual_seed(0)
+    side_by_side = MILClassifier(**params, n_jobs=3).fit(bags, y)
+    np.testing.assert_array_equal(side_by_side.init_losses_, in_turn.init_losses_)
+    pd.testing.assert_frame_equal(side_by_side.predict(bags), in_turn.predict(bags), check_exact=True)
+    assert len(set(in_turn.init_losses_)) == 3
+
+
+def test_a_network_that_fails_beside_others_stops_the_fit(cohort, monkeypatch):
+    from lnmkit.mil import _estimator
+
+    bags, y = cohort
+    trained = []
+    real = _estimator.MILClassifier._epoch
+
+    def failing(self, run, data):
+        trained.append(run)
+        if len(trained) == 2:
+            raise RuntimeError("out of memory")
+        real(self, run, data)
+
+    monkeypatch.setattr(_estimator.MILClassifier, "_epoch", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        MILClassifier(**dict(FAST, max_epochs=500), n_init=2, n_jobs=2).fit(bags, y)
+    # the other network stopped at its next epoch instead of training to max_epochs
+    assert len(trained) < 100
+
+
 def test_fit_does_not_touch_global_torch_rng(cohort):
     import torch
 

@@ -285,8 +285,14 @@ def test_mil_section_reaches_the_estimator_and_its_keys_rerun_the_nested_scores(
     assert MILConfig(weight_decay=0.5).estimator_params() == {"weight_decay": 0.5}
     nested = next(s for s in STAGES if s.name == "mil_nested")
     assert {f"mil.{k}" for k in ESTIMATOR_KEYS} <= set(nested.config_keys)
-    with pytest.raises(ValueError, match="val_fraction"):
-        MILConfig(val_fraction=1.0)
+    # the section accepts what MILClassifier accepts, so a config that passes check_config trains
+    assert MILConfig(val_fraction=0.9).estimator_params() == {"val_fraction": 0.9}
+    MILClassifier(val_fraction=0.9)._validate_params()
+    for refused in (0.95, 1.0):
+        with pytest.raises(ValueError, match="val_fraction"):
+            MILConfig(val_fraction=refused)
+        with pytest.raises(ValueError, match="val_fraction"):
+            MILClassifier(val_fraction=refused)._validate_params()
 
 
 def test_cli_run_names_the_failed_stage(tables_cohort, tmp_path):

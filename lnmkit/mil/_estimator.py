@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
 import pandas as pd
@@ -12,11 +14,12 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from lnmkit._system import available_cpus
 from lnmkit._validation import check_fraction, check_int, check_non_negative, check_positive
 from lnmkit.exceptions import MILInputError, NotFittedError
 from lnmkit.mil._averaging import WeightAverage
 from lnmkit.mil._data import as_patient_bags, length_bucketed_batches
-from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model
+from lnmkit.mil._models import ARCHITECTURES, TASKS, _init_seeded, build_model, dropout_generator
 from lnmkit.mil._slide_norm import SLIDE_NORMALISATIONS, standardise_slides
 from lnmkit.mil._targets import SCORE_COLUMNS, encode_targets
 
@@ -77,9 +80,10 @@ class _TrainingData:
         self.sizes = np.diff(offsets)
         self.lengths = np.minimum(self.sizes, max_tiles)
         self.progress = None
-        # One reused buffer for the tiles of a step: a fresh multi-megabyte tensor per
-        # step costs page faults that took as long as the gather itself.
-        self._gathered = block.new_empty((0, block.shape[1]))
+        self.cancelled = threading.Event()  # stops networks trained side by side when another one failed
+        # One reused buffer per thread for the tiles of a step: a fresh multi-megabyte
+        # tensor per step costs page faults that took as long as the gather itself.
+        self._buffers = threading.local()
 
     def gather(self, ids, rng):
         """Tiles of bags ``ids``, concatenated; bags above ``max_tiles`` are subsampled anew."""
@@ -90,16 +94,17 @@ class _TrainingData:
             else:
                 rows.append(np.arange(self.offsets[i], self.offsets[i + 1]))
         rows = torch.from_numpy(np.concatenate(rows))
-        if self._gathered.shape[0] < rows.shape[0]:
-            self._gathered = self.block.new_empty((rows.shape[0], self.block.shape[1]))
-        return torch.index_select(self.block, 0, rows, out=self._gathered[: rows.shape[0]])  # (sum n_i, D)
+        buffer = getattr(self._buffers, "gathered", None)
+        if buffer is None or buffer.shape[0] < rows.shape[0]:
+            buffer = self._buffers.gathered = self.block.new_empty((rows.shape[0], self.block.shape[1]))
+        return torch.index_select(self.block, 0, rows, out=buffer[: rows.shape[0]])  # (sum n_i, D)
 
 
 class _Run:
-    """One network in training: optimiser, weight average, data RNG, history and best epoch."""
+    """One network in training: optimiser, weight average, data and dropout RNGs, history and best epoch."""
 
-    def __init__(self, model, opt, average, rng):
-        self.model, self.opt, self.average, self.rng = model, opt, average, rng
+    def __init__(self, model, opt, average, rng, dropout_rng):
+        self.model, self.opt, self.average, self.rng, self.dropout_rng = model, opt, average, rng, dropout_rng
         self.history = []
         self.best_loss, self.best_epoch, self.best_state, self.bad_epochs = np.inf, -1, None, 0
 
@@ -197,7 +202,8 @@ class MILClassifier(BaseEstimator):
         run near chance that fits its own training bags visibly worse, told
         apart without a validation split. The choice is made at the end,
         because before the signal is found every run's loss is the same.
-        Costs ``n_init`` trainings; 1 trains one network.
+        Costs ``n_init`` trainings (side by side, see ``n_jobs``); 1 trains
+        one network.
     class_weight : {"balanced", None}, default="balanced"
         Weight classes of each binary task inversely to their frequency.
     slide_normalisation : {"robust", None}, default="robust"
@@ -231,6 +237,11 @@ class MILClassifier(BaseEstimator):
         adds synchronisation cost (often several times slower), so one thread
         is the default. Use more for large bags on an idle machine, or None to
         keep torch's global setting.
+    n_jobs : int or None, default=None
+        Networks of ``n_init`` trained at the same time, each in its own
+        thread with ``n_threads`` torch threads (torch releases Python's lock
+        while it computes). None: as many as the CPUs this process may use
+        hold, at most ``n_init``. The fitted model does not depend on it.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         Arithmetic of the training forward pass. ``"bf16"`` runs it under
         bfloat16 autocast (weights, optimiser and losses stay float32), about
@@ -286,6 +297,7 @@ class MILClassifier(BaseEstimator):
         instance_loss="svm",
         bag_weight=0.7,
         n_threads=1,
+        n_jobs=None,
         precision="auto",
         verbose=False,
     ):
@@ -313,6 +325,7 @@ class MILClassifier(BaseEstimator):
         self.instance_loss = instance_loss
         self.bag_weight = bag_weight
         self.n_threads = n_threads
+        self.n_jobs = n_jobs
         self.precision = precision
         self.verbose = verbose
 
@@ -345,6 +358,8 @@ class MILClassifier(BaseEstimator):
         check_fraction(self.bag_weight, "bag_weight", where)
         if self.n_threads is not None:
             check_int(self.n_threads, "n_threads", where)
+        if self.n_jobs is not None:
+            check_int(self.n_jobs, "n_jobs", where)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(
                 f"MILClassifier: precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}."
@@ -462,28 +477,47 @@ class MILClassifier(BaseEstimator):
 
         Every candidate sees the same batches and tile subsamples (a copy of
         ``rng``), so their losses differ only through the initial weights.
-        Only the best run so far is kept in memory.
+        Each has its own random streams, so training them side by side in
+        threads gives the same networks as one after the other.
         """
-        best, losses = None, []
-        for seed in self._initial_seeds():
-            run = self._start(seed, copy.deepcopy(rng) if self.n_init > 1 else rng)
-            while len(run.history) < self.max_epochs and not self._stopped(run):
+        runs = [self._start(seed, copy.deepcopy(rng) if self.n_init > 1 else rng) for seed in self._initial_seeds()]
+        workers = self._n_workers()
+        if workers == 1:
+            for run in runs:
+                self._train(run, data)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="lnmkit-mil") as pool:
+                futures = [pool.submit(self._train, run, data) for run in runs]
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                finally:  # after an error or Ctrl-C the other networks stop at their next epoch
+                    data.cancelled.set()
+                for future in futures:
+                    future.result()
+        self.init_losses_ = np.array([run.recent_train_loss() for run in runs])
+        return runs[int(np.argmin(self.init_losses_))]
+
+    def _n_workers(self):
+        """Threads for the ``n_init`` networks: ``n_jobs``, or as many as the free CPUs hold."""
+        if self.n_jobs is not None:
+            return min(self.n_jobs, self.n_init)
+        per_network = self.n_threads or torch.get_num_threads()
+        return max(1, min(self.n_init, available_cpus() // per_network))
+
+    def _train(self, run, data):
+        with dropout_generator(run.dropout_rng):
+            while len(run.history) < self.max_epochs and not self._stopped(run) and not data.cancelled.is_set():
                 self._epoch(run, data)
-            losses.append(run.recent_train_loss())
-            if losses[-1] <= min(losses):
-                best = run
-        self.init_losses_ = np.array(losses)
-        return best
 
     def _start(self, seed, rng):
-        torch.manual_seed(seed)
         model = self._build(self.n_features_in_, self.tasks_, seed)
         average = None
         if self.averaging_epochs:
             steps_per_epoch = max(1, len(self.train_patients_) // self.batch_size)
             average = WeightAverage(model, 1.0 - 1.0 / max(1.0, self.averaging_epochs * steps_per_epoch))
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        return _Run(model, opt, average, rng)
+        dropout_rng = torch.Generator(device=self.device).manual_seed(seed)
+        return _Run(model, opt, average, rng, dropout_rng)
 
     def _build(self, in_dim, tasks, seed=0):
         extra = {}

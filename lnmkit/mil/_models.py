@@ -17,7 +17,9 @@ each embedding dimension's maximum).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import torch
 from torch import nn
@@ -109,13 +111,32 @@ def cox_partial_likelihood(risk, time, event):
     return nll / n_events.clamp(min=1.0)
 
 
+_dropout_state = threading.local()
+
+
+@contextlib.contextmanager
+def dropout_generator(generator):
+    """Draw :class:`ByteDropout`'s random bits from ``generator`` in this thread.
+
+    Networks trained side by side in threads then each follow their own random
+    stream, whatever the threads' interleaving.
+    """
+    before = getattr(_dropout_state, "generator", None)
+    _dropout_state.generator = generator
+    try:
+        yield
+    finally:
+        _dropout_state.generator = before
+
+
 class ByteDropout(nn.Module):
     """Inverted dropout drawing 8 random bits per element.
 
     Equivalent to ``nn.Dropout`` with ``p`` rounded to a multiple of 1/256, but
     several times faster on CPU, where torch's dropout spends most of a MIL
-    training step generating one random float per tile feature. Uses the
-    global torch generator, so ``torch.manual_seed`` makes it reproducible.
+    training step generating one random float per tile feature. Draws from the
+    generator set by :func:`dropout_generator` in this thread, else from the
+    global torch generator (``torch.manual_seed`` makes it reproducible).
 
     Parameters
     ----------
@@ -133,7 +154,8 @@ class ByteDropout(nn.Module):
             return x
         n = x.numel()
         # 56 random bits per int64 -> 7 uniform bytes (the top byte is always zero).
-        words = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_(0, 2**56)
+        words = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_(
+            0, 2**56, generator=getattr(_dropout_state, "generator", None))
         # Compare on the strided byte view: the comparison writes the one contiguous copy.
         rand = words.view(torch.uint8).view(-1, 8)[:, :7]  # (n / 7, 7) uint8
         keep = (rand >= self.threshold).view(-1)[:n].view(x.shape)  # (...,) bool

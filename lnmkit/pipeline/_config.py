@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lnmkit._system import available_cpus
 from lnmkit.exceptions import ConfigError
 
 __all__ = [
@@ -69,7 +69,7 @@ class MILConfig(_Section):
     max_epochs: Optional[int] = Field(None, ge=1)
     max_tiles: Optional[int] = Field(None, ge=1)
     averaging_epochs: Optional[float] = Field(None, ge=0)
-    val_fraction: Optional[float] = Field(None, ge=0, lt=1)
+    val_fraction: Optional[float] = Field(None, ge=0, le=0.9)  # MILClassifier's bounds
     weight_decay: Optional[float] = Field(None, ge=0)
     n_init: Optional[int] = Field(None, ge=1)
     annotations: Optional[Path] = None
@@ -500,7 +500,4 @@ def config_hash(config: PipelineConfig, keys) -> str:
 
 def default_workers() -> int:
     """Worker processes of the default local cluster: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
