@@ -4,7 +4,8 @@ Synthetic cohorts of the focal regime (``make_cohort(regime="focal")``: pN+
 morphology in a few small regions covering ``witness_fraction`` of the tissue,
 tumour-like confounders in both classes, stain and texture drawn independently
 of the label) are generated once per witness fraction and cached in
-``--workdir`` with their feature bags. For each cohort size a stratified subset
+``--workdir`` with their feature bags (``--cohort-size`` patients, by default
+the largest of ``--sizes``). For each cohort size a stratified subset
 of patients is drawn anew for every seed; every contender is cross-fitted on it
 (seed = folds, initialisation and sampling) and scored out of fold.
 
@@ -174,6 +175,9 @@ def main(argv=None):
                         help="seeds FIRST..FIRST+SEEDS-1 (to split a grid over processes)")
     parser.add_argument("--slide-size", type=int, default=8192)
     parser.add_argument("--cohort-seed", type=int, default=2024, help="seed of the generated cohorts")
+    parser.add_argument("--cohort-size", type=int, default=None,
+                        help="patients of the generated cohort that --sizes subsets are drawn from "
+                             "(default: the largest of --sizes)")
     parser.add_argument("--tile-size", type=int, default=224, help="tile side in pixels at 0.5 mpp")
     parser.add_argument("--tile-threshold", type=float, default=0.1,
                         help="a tile is a witness tile when at least this share of it is witness tissue "
@@ -182,6 +186,9 @@ def main(argv=None):
 
     witness = [float(w) for w in args.witness.split(",")]
     sizes = [int(n) for n in args.sizes.split(",")]
+    cohort_size = args.cohort_size or max(sizes)
+    if cohort_size < max(sizes):
+        parser.error(f"--cohort-size {cohort_size} is below the largest of --sizes ({max(sizes)})")
     names = [c.strip() for c in args.contenders.split(";") if c.strip()]
     unknown = [c for c in names if c not in CONTENDERS]
     if unknown:
@@ -193,7 +200,7 @@ def main(argv=None):
     rows = []
     for wf in witness:
         t0 = time.perf_counter()
-        bags_all, outcomes_all, labels = _cohort(args.workdir, max(sizes), wf, args.slide_size, args.cohort_seed,
+        bags_all, outcomes_all, labels = _cohort(args.workdir, cohort_size, wf, args.slide_size, args.cohort_seed,
                                               args.tile_size)
         print(f"witness {wf:g}: cohort of {len(bags_all)} patients ready in {time.perf_counter() - t0:.0f} s",
               flush=True)
