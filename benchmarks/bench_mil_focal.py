@@ -57,10 +57,10 @@ CONTENDERS = {
 }
 
 
-def _cohort(workdir, n_patients, witness_fraction, slide_size, seed, tile_size=224):
+def _cohort(workdir, n_patients, witness_fraction, slide_size, seed, tile_size=None):
     """Generate (once) a focal cohort and its feature bags; return bags, outcomes, tile labels."""
     from lnmkit import Cohort
-    from lnmkit.features import extract, open_features
+    from lnmkit.features import extract, get_encoder, open_features
     from lnmkit.mil import annotation_tile_labels, load_bags
     from lnmkit.synth import make_cohort, planted_annotations
 
@@ -69,7 +69,8 @@ def _cohort(workdir, n_patients, witness_fraction, slide_size, seed, tile_size=2
         make_cohort(root, n_patients=n_patients, seed=seed, slide_size=slide_size, regime="focal",
                     witness_fraction=witness_fraction, overwrite=True)
     cohort = Cohort.from_dir(root)
-    features_dir = root / ("features" if tile_size == 224 else f"features{tile_size}")
+    tile_size = tile_size or get_encoder("stain-texture").input_size
+    features_dir = root / f"features{tile_size}"
     if not (features_dir / "manifest.csv").is_file() and not any(features_dir.glob("*/manifest.csv")):
         extract(cohort, features_dir, tile_size=tile_size)
     bags = load_bags(open_features(features_dir), cohort, progress=False)
@@ -178,7 +179,8 @@ def main(argv=None):
     parser.add_argument("--cohort-size", type=int, default=None,
                         help="patients of the generated cohort that --sizes subsets are drawn from "
                              "(default: the largest of --sizes)")
-    parser.add_argument("--tile-size", type=int, default=224, help="tile side in pixels at 0.5 mpp")
+    parser.add_argument("--tile-size", type=int, default=None,
+                        help="tile side in pixels at 0.5 mpp (default: the stain-texture encoder's, 160)")
     parser.add_argument("--tile-threshold", type=float, default=0.1,
                         help="a tile is a witness tile when at least this share of it is witness tissue "
                              "(focal regions are often smaller than a tile)")

@@ -79,7 +79,9 @@ def features(
     encoder: str = typer.Option("stain-texture", "--encoder",
                                 help="stain-texture | resnet50-trunc | uni | ... | timm:<name> | hf-hub:<repo>."),
     mpp: float = typer.Option(0.5, "--mpp", help="Microns per pixel of the tiles (0.5 = 20x)."),
-    tile_size: int = typer.Option(224, "--tile-size", help="Tile side in pixels."),
+    tile_size: Optional[int] = typer.Option(None, "--tile-size",
+                                            help="Tile side in pixels; default: the encoder's input size "
+                                                 "(160 for stain-texture)."),
     min_tissue: float = typer.Option(0.5, "--min-tissue", help="Least tissue fraction of a kept tile."),
     batch_size: int = typer.Option(64, "--batch-size", help="Tiles read and encoded together."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file of the encoder."),

@@ -39,6 +39,7 @@ class CountingEncoder(TileEncoder):
     def __init__(self, interrupt_after=None):
         self.inner = get_encoder("stain-texture")
         self.name, self.version, self.dim = self.inner.name, self.inner.version, self.inner.dim
+        self.input_size = self.inner.input_size
         self.interrupt_after = interrupt_after
         self.calls = 0
 
@@ -58,21 +59,21 @@ def test_local_run_outputs(local_run, synthetic_cohort_dir):
 
     slides = Cohort.from_dir(synthetic_cohort_dir).slides
     assert fs.root.parent == out
-    assert fs.root.name.startswith("stain-texture_0.5mpp_224px_")
+    assert fs.root.name.startswith("stain-texture_0.5mpp_160px_")
     assert list(fs.manifest.columns) == ["patient_id", "status", "n_tiles", "seconds", "error"]
     assert set(fs.manifest.index) == set(slides.index)
     assert fs.slide_ids and set(fs.manifest["status"]) <= {"ok", "empty"}
     params = json.loads((fs.root / "params.json").read_text())
-    assert params["encoder"]["name"] == "stain-texture" and params["tile_size"] == 224
+    assert params["encoder"]["name"] == "stain-texture" and params["tile_size"] == 160
     for slide_id in fs.slide_ids:
         bag = fs.bag(slide_id)
         assert bag.features.shape == (fs.manifest.loc[slide_id, "n_tiles"], 82)
         assert bag.patient_id == slides.loc[slide_id, "patient_id"]
         assert bag.attrs["params_hash"] == fs.root.name.rsplit("_", 1)[1]
-        assert bag.attrs["mpp"] == 0.5 and bag.attrs["tile_size"] == 224
+        assert bag.attrs["mpp"] == 0.5 and bag.attrs["tile_size"] == 160
         assert bag.attrs["feature_names"] == get_encoder("stain-texture").feature_names
-        # 40x slides tile with 448 level-0 px, 20x ones with 224.
-        expected = round(224 * 0.5 / bag.attrs["slide_mpp"])
+        # stain-texture's default 160-px tiles: 320 level-0 px on 40x slides, 160 on 20x ones.
+        expected = round(160 * 0.5 / bag.attrs["slide_mpp"])
         assert bag.attrs["tile_size_level0"] == expected
         assert fs.tissue_path(slide_id).is_file() and fs.qc_path(slide_id).is_file()
     assert not _part_files(fs.root)
@@ -194,12 +195,30 @@ def test_all_slides_failing_raises(tmp_path):
     assert manifest.loc["s1", "status"] == "failed" and "bad.svs" in manifest.loc["s1", "error"]
 
 
+def test_default_tile_size_is_the_encoders_input_size(local_run, synthetic_cohort_dir, tmp_path):
+    fs, _ = local_run
+    slides = _first_slides(synthetic_cohort_dir, 2)
+    assert fs.params["tile_size"] == get_encoder("stain-texture").input_size == 160
+    coarse = CountingEncoder()
+    coarse.input_size = 96
+    own = extract(slides, tmp_path / "own", encoder=coarse, progress=False)
+    assert own.params["tile_size"] == 96 and "_96px_" in own.root.name
+    given = extract(slides, tmp_path / "given", encoder=coarse, tile_size=128, progress=False)
+    assert given.params["tile_size"] == 128
+    for slide_id in own.slide_ids:
+        level0 = round(96 * 0.5 / own.bag(slide_id).attrs["slide_mpp"])
+        assert own.bag(slide_id).attrs["tile_size_level0"] == level0
+        assert len(own.bag(slide_id)) > len(given.bag(slide_id))
+
+
 def test_bad_arguments():
     slides = pd.DataFrame({"patient_id": ["P1"], "path": ["x.svs"]}, index=["s1"])
     with pytest.raises(ValueError, match="mpp must be a positive number"):
         extract(slides, "unused", mpp=0)
     with pytest.raises(ValueError, match="min_tissue must be in"):
         extract(slides, "unused", min_tissue=2)
+    with pytest.raises(ValueError, match="tile_size must be an integer >= 16; got 8"):
+        extract(slides, "unused", tile_size=8)
     with pytest.raises(ValueError, match="needs columns patient_id and path"):
         extract(slides.drop(columns="path"), "unused")
     # Bad tissue parameters fail once up front, not once per slide in the manifest.

@@ -111,7 +111,8 @@ def test_networks_trained_side_by_side_equal_those_trained_in_turn(cohort, dropo
     import torch
 
     bags, y = cohort
-    params = dict(FAST, max_epochs=4, n_init=3, dropout=dropout, random_state=5)
+    # float32: on a CPU with bfloat16 units the default precision would train them in turn anyway
+    params = dict(FAST, max_epochs=4, n_init=3, dropout=dropout, random_state=5, precision="fp32")
     in_turn = MILClassifier(**params, n_jobs=1).fit(bags, y)
     # global draws between the threads' dropout draws must not reach any network
     torch.manual_seed(0)
@@ -119,6 +120,28 @@ def test_networks_trained_side_by_side_equal_those_trained_in_turn(cohort, dropo
     np.testing.assert_array_equal(side_by_side.init_losses_, in_turn.init_losses_)
     pd.testing.assert_frame_equal(side_by_side.predict(bags), in_turn.predict(bags), check_exact=True)
     assert len(set(in_turn.init_losses_)) == 3
+
+
+def test_bfloat16_on_a_cpu_trains_the_networks_in_turn(cohort, monkeypatch):
+    """oneDNN's bfloat16 products run side by side vary with thread timing: one thread there."""
+    from concurrent import futures
+
+    from lnmkit.mil import _estimator
+
+    pools = []
+
+    class CountingPool(futures.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(_estimator, "ThreadPoolExecutor", CountingPool)
+    bags, y = cohort
+    params = dict(FAST, max_epochs=2, n_init=3, random_state=5, n_jobs=3)
+    bf16 = MILClassifier(**params, precision="bf16").fit(bags, y)
+    assert pools == [] and len(bf16.init_losses_) == 3
+    MILClassifier(**params, precision="fp32").fit(bags, y)
+    assert pools == [(3,)]
 
 
 def test_a_network_that_fails_beside_others_stops_the_fit(cohort, monkeypatch):
@@ -136,7 +159,7 @@ def test_a_network_that_fails_beside_others_stops_the_fit(cohort, monkeypatch):
 
     monkeypatch.setattr(_estimator.MILClassifier, "_epoch", failing)
     with pytest.raises(RuntimeError, match="out of memory"):
-        MILClassifier(**dict(FAST, max_epochs=500), n_init=2, n_jobs=2).fit(bags, y)
+        MILClassifier(**dict(FAST, max_epochs=500), n_init=2, n_jobs=2, precision="fp32").fit(bags, y)
     # the other network stopped at its next epoch instead of training to max_epochs
     assert len(trained) < 100
 

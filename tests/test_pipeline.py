@@ -83,6 +83,10 @@ def test_every_stage_writes_stage_json(reference_run, synthetic_cohort_dir):
             assert (reference_run.out_dir / rel).exists()
     features = read_record(reference_run.out_dir / "features")
     assert {"cohort:slides.csv", "slide_files", "stage:validate"} <= set(features.input_hashes)
+    # slides.tile_size null: the encoder's own tile size
+    assert features.config["slides"]["tile_size"] is None
+    params = json.loads(next((reference_run.out_dir / "features").glob("*/params.json")).read_text())
+    assert params["tile_size"] == 160
     mil = read_record(reference_run.out_dir / "mil")
     assert mil.input_hashes["stage:features"] == features.outputs_hash
     assert mil.config["seed"] == 0

@@ -321,14 +321,15 @@ def _write_manifest(path, rows):
 
 def _check_args(mpp, tile_size, min_tissue, batch_size, n_workers):
     check_positive(mpp, "mpp", "extract")
-    check_int(tile_size, "tile_size", "extract", minimum=16)
+    if tile_size is not None:
+        check_int(tile_size, "tile_size", "extract", minimum=16)
     check_fraction(min_tissue, "min_tissue", "extract")
     check_int(batch_size, "batch_size", "extract")
     if n_workers is not None:
         check_int(n_workers, "n_workers", "extract")
 
 
-def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, min_tissue=0.5,
+def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=None, min_tissue=0.5,
             batch_size=64, client=None, n_workers=None, *, encoder_kwargs=None,
             tissue_params=None, progress=True) -> FeatureSet:
     """Extract tile features for every slide of a cohort, resumably.
@@ -360,8 +361,10 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
         Name for :func:`~lnmkit.features.get_encoder` or an encoder instance.
     mpp : float, default=0.5
         Microns per pixel of the tiles (0.5 = 20x).
-    tile_size : int, default=224
-        Tile side in pixels at ``mpp``.
+    tile_size : int, optional
+        Tile side in pixels at ``mpp``; by default the encoder's
+        ``input_size`` (160 for ``stain-texture``, 224 for most pathology
+        encoders, 448 for CONCH).
     min_tissue : float, default=0.5
         Least tissue fraction of a kept tile.
     batch_size : int, default=64
@@ -416,6 +419,8 @@ def extract(cohort, out_dir, encoder="stain-texture", mpp=0.5, tile_size=224, mi
             encoder_kwargs.setdefault("mpp", float(mpp))
         enc = get_encoder(encoder, **encoder_kwargs)
         enc_spec = (encoder, json.dumps(encoder_kwargs, sort_keys=True, default=str))
+    if tile_size is None:
+        tile_size = int(enc.input_size)
     params = extraction_params(enc, mpp, tile_size, min_tissue, tissue_params,
                                precision=getattr(enc, "precision", None))
     phash = params_hash(params)

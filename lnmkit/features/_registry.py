@@ -29,7 +29,8 @@ class TileEncoder(abc.ABC):
     dim : int
         Length of each feature vector.
     input_size : int
-        Tile side length in pixels the encoder was designed for.
+        Tile side length in pixels the encoder was designed for, and the tile
+        size :func:`~lnmkit.features.extract` lays out unless given one.
     mpp : float
         Recommended microns per pixel of the tiles (0.5 = 20x).
     """

@@ -242,6 +242,9 @@ class MILClassifier(BaseEstimator):
         thread with ``n_threads`` torch threads (torch releases Python's lock
         while it computes). None: as many as the CPUs this process may use
         hold, at most ``n_init``. The fitted model does not depend on it.
+        Training in bfloat16 on a CPU (see ``precision``) always trains them in
+        turn: oneDNN's bfloat16 kernels run side by side give results that vary
+        with the threads' timing.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         Arithmetic of the training forward pass. ``"bf16"`` runs it under
         bfloat16 autocast (weights, optimiser and losses stay float32), about
@@ -498,7 +501,14 @@ class MILClassifier(BaseEstimator):
         return runs[int(np.argmin(self.init_losses_))]
 
     def _n_workers(self):
-        """Threads for the ``n_init`` networks: ``n_jobs``, or as many as the free CPUs hold."""
+        """Threads for the ``n_init`` networks: ``n_jobs``, or as many as the free CPUs hold.
+
+        One when a CPU trains in bfloat16: oneDNN's bfloat16 products, called
+        from several threads at once, give results that depend on the threads'
+        timing (float32 ones do not).
+        """
+        if self._use_bf16() and torch.device(self.device).type == "cpu":
+            return 1
         if self.n_jobs is not None:
             return min(self.n_jobs, self.n_init)
         per_network = self.n_threads or torch.get_num_threads()

@@ -53,7 +53,7 @@ class SlidesConfig(_Section):
     weights: Optional[Path] = None
     device: Optional[str] = None
     mpp: float = Field(0.5, gt=0)
-    tile_size: int = Field(224, ge=16)
+    tile_size: Optional[int] = Field(None, ge=16)  # None: the encoder's input size
     min_tissue: float = Field(0.5, ge=0, le=1)
     batch_size: int = Field(64, ge=1)
 

@@ -26,7 +26,7 @@ slides:                 # slide -> tissue -> tiles -> encoder -> one HDF5 bag pe
   weights: null         # checkpoint file of a neural encoder (.safetensors / .pth / .bin)
   device: null          # torch device of a neural encoder: cpu | cuda | auto
   mpp: 0.5              # microns per pixel of the tiles (0.5 = 20x)
-  tile_size: 224        # tile side in pixels at `mpp`
+  tile_size: null       # tile side in pixels at `mpp`; null: the encoder's (stain-texture 160, UNI 224, ...)
   min_tissue: 0.5       # least tissue fraction of a kept tile
   batch_size: 64        # tiles read and encoded together
 
