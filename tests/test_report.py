@@ -69,8 +69,8 @@ def big_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("explain_big")
     cohort_dir = make_cohort(root / "cohort", n_patients=40, seed=5, slide_size=4096, progress=False)
-    # 224-px tiles: at the stain-texture default of 160 px the tile shares localise at 0.62 here
-    # (attention 0.91), an open defect of the shares described in docs/explain.md
+    # 224-px tiles: at the stain-texture default of 160 px the shares localise at 0.62 here (attention
+    # 0.91): the softmax pooling's exact split goes to the top tiles, not to every tumour tile (docs/explain.md)
     return _build_run(cohort_dir, root, n_splits=5, tile_size=224)
 
 

@@ -264,10 +264,12 @@ class MILModel(nn.Module):
         else:
             ln = torch.as_tensor(lengths, device=x.device)  # (B,)
             mask = torch.arange(n_max, device=x.device)[None, :] < ln[:, None]  # (B, N)
-            # Padded rows stay exactly zero; pooling gives them zero weight anyway.
-            h = h_flat.new_zeros((batch, n_max, h_flat.shape[1])).masked_scatter(
-                mask[..., None], h_flat
-            )  # (B, N, H)
+            # Padded rows stay exactly zero; pooling gives them zero weight anyway. Rows are
+            # placed by index: the backward pass is then a gather, several times faster on a
+            # CPU than masked_scatter's masked_select.
+            rows = mask.view(-1).nonzero().squeeze(1)  # (sum N,)
+            h = h_flat.new_zeros((batch * n_max, h_flat.shape[1])).index_copy(0, rows, h_flat)
+            h = h.view(batch, n_max, h_flat.shape[1])  # (B, N, H)
         return self._pooled_outputs(h, mask)
 
     def _pooled_outputs(self, h, mask):
