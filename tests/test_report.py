@@ -193,6 +193,12 @@ def test_patient_report_sections_and_privacy(run, context, tmp_path):
     assert 0 <= rep.summary["lnm_probability"] <= 1
     assert rep.summary["risk_group"] in {"low", "intermediate", "high"}
     assert rep.images  # heatmaps, montages, waterfall, curves
+    slides = next(s for s in rep.sections if s.key == "slides")
+    n_slides = context.attention.loc[context.attention["patient_id"] == pid, "slide_id"].nunique()
+    # per slide: the tile shares, the attention map beside them, and the montage
+    assert set(slides.images) == {f"{kind}_{n}" for kind in ("heatmap", "attention", "tiles")
+                                  for n in range(1, n_slides + 1)}
+    assert 'alt="tile shares, slide 1' in slides.body and 'alt="attention, slide 1' in slides.body
     path = rep.save(tmp_path / "report.html")
     text = path.read_text(encoding="utf-8")
     assert "<script" not in text.lower()

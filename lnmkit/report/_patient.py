@@ -560,7 +560,8 @@ class ReportContext:
             body.append(f"<p class=\"note\">The slide features' SHAP value ({phi:+.3f} {html.escape(ts.scale)}) "
                         f"spread over the patient's {int(ts.patients.loc[pid, 'n_tiles'])} tiles by their "
                         "contribution to the MIL logit (shares sum to the SHAP value). The 12 tiles with the largest "
-                        f"share carry {top['share'].sum():+.3f}.</p>")
+                        f"share carry {top['share'].sum():+.3f}. The attention map beside the shares ranks "
+                        "every tile by the network's attention.</p>")
         else:
             body.append("<p class=\"note\">The model has no slide feature: the map shows MIL attention.</p>")
         for n, sid in enumerate(slide_ids, start=1):
@@ -568,25 +569,31 @@ class ReportContext:
             label = f"slide {n} of {len(slide_ids)}"
             if path is None or size is None or not Path(path).exists():
                 continue
+            from lnmkit.mil import attention_heatmap, top_tiles
+
+            st = tiles[tiles["slide_id"] == sid]
+            xy = st[["x", "y"]].to_numpy()
+            # The attention map shows where the network looked; with tile shares it is drawn
+            # beside them, because a pooling close to a maximum gives the score to its top tiles
+            # and the shares alone leave the rest of a tumour blank.
+            attention = attention_heatmap(path, xy, st["attention_pct"].to_numpy(), size,
+                                          title=f"patient {pid}, {label}: attention", label="attention percentile",
+                                          thumbnail_size=self.thumbnail_size)
             if ts is not None:
                 lim = float(np.abs(ts.patient(pid)["share"]).max()) or 1.0  # one colour scale for all slides
-                heat = ts.heatmap(pid, path, slide_id=sid, tile_size_level0=size, title=f"patient {pid}, {label}",
-                                  thumbnail_size=self.thumbnail_size, vmin=-lim, vmax=lim)
+                shares = ts.heatmap(pid, path, slide_id=sid, tile_size_level0=size, title=f"patient {pid}, {label}",
+                                    thumbnail_size=self.thumbnail_size, vmin=-lim, vmax=lim)
                 mont = ts.montage(pid, path, slide_id=sid, tile_size_level0=size, k=self.n_tiles,
                                   title=f"patient {pid}, {label}: tiles by share of slide SHAP")
+                images[f"heatmap_{n}"] = figure_png(shares)
             else:
-                from lnmkit.mil import attention_heatmap, top_tiles
-
-                st = tiles[tiles["slide_id"] == sid]
-                xy = st[["x", "y"]].to_numpy()
-                heat = attention_heatmap(path, xy, st["attention_pct"].to_numpy(), size, title=f"patient {pid}, "
-                                         f"{label}", thumbnail_size=self.thumbnail_size, label="attention percentile")
                 mont = top_tiles(path, xy, st["attention"].to_numpy(), size, k=self.n_tiles,
                                  title=f"patient {pid}, {label}: tiles by attention")
-            images[f"heatmap_{n}"] = figure_png(heat)
+            images[f"attention_{n}"] = figure_png(attention)
             images[f"tiles_{n}"] = figure_png(mont)
-            body.append(f"<h3>{html.escape(label)}</h3><div class=\"row\">"
-                        + img_tag(images[f"heatmap_{n}"], f"heatmap, {label}") + "</div>"
+            maps = [img_tag(images[f"heatmap_{n}"], f"tile shares, {label}")] if ts is not None else []
+            maps.append(img_tag(images[f"attention_{n}"], f"attention, {label}"))
+            body.append(f"<h3>{html.escape(label)}</h3><div class=\"row\">" + "".join(maps) + "</div>"
                         + img_tag(images[f"tiles_{n}"], f"top tiles, {label}"))
         if not images:
             body.append("<p class=\"note\">Slide files or tile sizes were not given: no images drawn.</p>")
