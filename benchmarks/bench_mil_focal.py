@@ -47,6 +47,8 @@ CONTENDERS = {
     "instance": {},  # lnmkit's default MILClassifier
     "instance, lnm only": {"tasks": ("lnm",)},
     "instance, one initialisation": {"n_init": 1},
+    "instance, three initialisations": {"n_init": 3},
+    "instance, three initialisations, lnm only": {"n_init": 3, "tasks": ("lnm",)},
     "instance, early stopping": EARLY_STOPPING,
     "abmil": {"arch": "abmil"},
     # lnmkit's first defaults

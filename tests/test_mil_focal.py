@@ -69,13 +69,12 @@ def test_default_trains_every_patient_to_the_last_epoch_on_a_weak_focal_signal()
     An inner validation split of eight patients chose epoch 0-6 in some folds
     here (a model near chance; out-of-fold AUCs 0.66-0.92 over these seeds with
     early stopping); the default trains every training patient for ``max_epochs``. One
-    initialisation per fit, as when the test was written: the choice among ``n_init``
-    networks is tested below.
+    initialisation per fit (the default); the choice among ``n_init`` networks is tested below.
     """
     aucs = []
     for seed in range(4):
         bags, y, _ = focal_bags(n=60, seed=seed, strength=0.7)
-        res = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=seed, n_init=1),
+        res = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=seed),
                         random_state=seed, progress=False)
         aucs.append(res.metrics().loc["lnm", "auc"])
         for model in res.models:
@@ -87,11 +86,11 @@ def test_default_trains_every_patient_to_the_last_epoch_on_a_weak_focal_signal()
 def test_best_of_three_initialisations_recovers_a_run_that_misses_the_witnesses():
     """Initial weights that stay on the plateau (AUC near chance) are outvoted by their training loss."""
     bags, y, _ = focal_bags(n=60, seed=2, strength=0.7)
-    weak_start = MILClassifier(random_state=2)._initial_seeds()[1]
-    single = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=weak_start, n_init=1),
-                       random_state=2, progress=False)
-    best = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=weak_start), random_state=2,
-                     progress=False)
+    weak_start = MILClassifier(random_state=2, n_init=3)._initial_seeds()[1]
+    single = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=weak_start), random_state=2,
+                       progress=False)
+    best = cross_fit(bags, y, n_splits=3, estimator=MILClassifier(random_state=weak_start, n_init=3),
+                     random_state=2, progress=False)
     assert single.metrics().loc["lnm", "auc"] < 0.6 < 0.75 < best.metrics().loc["lnm", "auc"]
     for model in best.models:
         assert model.init_losses_.shape == (3,)

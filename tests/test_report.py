@@ -38,9 +38,8 @@ def _build_run(cohort_dir, root, n_splits, tile_size=None):
         cohort = Cohort.from_dir(cohort_dir)
         fs = extract(cohort, root / "features", tile_size=tile_size, progress=False)
         bags = load_bags(fs, cohort, progress=False)
-        # one initialisation: the explanations need slide scores, not the best of three networks
         cf = cross_fit(bags, cohort.outcomes, n_splits=n_splits, random_state=0, progress=False,
-                       estimator=MILClassifier(random_state=0, n_init=1))
+                       estimator=MILClassifier(random_state=0))
         table = build_fusion_table(cohort, slide=cf, radiology=True)
     frame = table.frame
     cols = [c for c in ("ct_stage", "lvi", "grade", "cea_ng_ml", "rad_short_axis_max_mm", "slide_lnm_score",

@@ -40,7 +40,7 @@ mil:                    # attention MIL, cross-fitted by patient: out-of-fold sl
   averaging_epochs: null  # weight-averaging window in epochs; 0 turns it off; null: default
   val_fraction: null    # share of patients held out for early stopping; null: default (0, every patient trains)
   weight_decay: null    # AdamW weight decay; null: MILClassifier's default
-  n_init: null          # networks trained per fold, the lowest training loss kept; null: default (3)
+  n_init: null          # networks trained per fold, the lowest training loss kept; null: default (1)
   annotations: null     # folder of tumour annotations (<slide_id>.geojson from QuPath, or masks): localisation AUC
   annotation_classes: null  # e.g. [Tumor]: keep only these QuPath classes; null: every annotated area
 
