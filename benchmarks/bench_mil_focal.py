@@ -46,7 +46,6 @@ EARLY_STOPPING = {"val_fraction": 0.2, "weight_decay": 1e-4, "n_init": 1}
 CONTENDERS = {
     "instance": {},  # lnmkit's default MILClassifier
     "instance, lnm only": {"tasks": ("lnm",)},
-    "instance, one initialisation": {"n_init": 1},
     "instance, three initialisations": {"n_init": 3},
     "instance, three initialisations, lnm only": {"n_init": 3, "tasks": ("lnm",)},
     "instance, early stopping": EARLY_STOPPING,
